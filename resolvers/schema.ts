@@ -1,0 +1,34 @@
+import "reflect-metadata";
+import type { GraphQLSchema } from "graphql";
+import { DateTimeResolver } from "graphql-scalars";
+import { buildSchema, type ContainerType } from "type-graphql";
+import type { GatewayPubSub } from "../src/events/pubsub";
+import { CommandTypeResolver } from "./catalog/command-type.resolver";
+import { CommandResolver } from "./commands/command.resolver";
+import { DeviceResolver } from "./devices/device.resolver";
+import { mapGatewayErrors } from "./error-mapping";
+
+export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver] as const;
+
+/** Resolver instances, built with their services in the composition root. */
+export type ResolverInstances = Array<InstanceType<(typeof RESOLVERS)[number]>>;
+
+export function buildGatewaySchema(options: { pubSub: GatewayPubSub; resolvers?: ResolverInstances }): Promise<GraphQLSchema> {
+  const instances = new Map<unknown, unknown>((options.resolvers ?? []).map((r) => [r.constructor, r]));
+  const container: ContainerType = {
+    get(someClass) {
+      const instance = instances.get(someClass);
+      if (!instance) throw new Error(`No instance of ${(someClass as { name?: string }).name} was provided`);
+      return instance;
+    },
+  };
+  return buildSchema({
+    resolvers: RESOLVERS,
+    container,
+    pubSub: options.pubSub,
+    scalarsMap: [{ type: Date, scalar: DateTimeResolver }],
+    globalMiddlewares: [mapGatewayErrors],
+    validate: false,
+    emitSchemaFile: false,
+  });
+}

@@ -1,0 +1,210 @@
+#!/usr/bin/env node
+// Builds FerretDB (the embedded store's server) from the Go module proxy into a cache the project owns.
+//
+// Plain Node ESM with no dependencies, because CI runs it before `tsc`. It is the only implementation:
+// src/embedded/ferretdb-binary.ts runs it with `--print-path`.
+//
+//   node scripts/build-ferretdb.mjs               build if needed; progress on stderr
+//   node scripts/build-ferretdb.mjs --print-path  same, then print the binary's path on stdout
+//
+// Environment: FERRETDB_BIN (use that binary as is, no build), FERRETDB_CACHE_DIR (default ~/.cache/iot-gateway).
+
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const FERRETDB_VERSION = "v1.24.2";
+const MODULE = "github.com/FerretDB/FerretDB";
+
+/** Where the binary lives once built. */
+export function ferretdbBinaryPath(env = process.env) {
+  const cacheRoot = env.FERRETDB_CACHE_DIR || path.join(os.homedir(), ".cache", "iot-gateway");
+  return path.join(cacheRoot, `ferretdb-${FERRETDB_VERSION}`, "bin", "ferretdb");
+}
+
+/**
+ * Returns the path of a FerretDB v1.24.2 binary, building it on first use.
+ * @param {{ log?: (line: string) => void }} [opts] progress lines (default: stderr)
+ * @returns {Promise<string>}
+ */
+export async function ensureFerretdb({ log = (line) => process.stderr.write(`${line}\n`) } = {}) {
+  const override = process.env.FERRETDB_BIN;
+  if (override) {
+    if (!isExecutable(override)) throw new Error(`FERRETDB_BIN=${override} is not an executable file`);
+    return override;
+  }
+
+  const bin = ferretdbBinaryPath();
+  if (await hasRightVersion(bin)) return bin;
+
+  fs.mkdirSync(path.dirname(bin), { recursive: true });
+  const unlock = await lockBuild(path.dirname(bin), log);
+  try {
+    // Another process may have finished the build while we waited for the lock.
+    if (await hasRightVersion(bin)) return bin;
+    await build(bin, log);
+  } finally {
+    unlock();
+  }
+  if (!(await hasRightVersion(bin))) throw new Error(`built ${bin}, but its --version does not report ${FERRETDB_VERSION}`);
+  return bin;
+}
+
+async function build(bin, log) {
+  await requireGo();
+  const started = Date.now();
+  log(`building FerretDB ${FERRETDB_VERSION} (first run only, ~1 min)…`);
+
+  // Outside any module, so `go` resolves the version through the proxy rather than a surrounding go.mod.
+  const download = await run("go", ["mod", "download", "-json", `${MODULE}@${FERRETDB_VERSION}`], { cwd: os.tmpdir() });
+  const info = parseJson(download.stdout);
+  if (download.code !== 0 || !info?.Dir) {
+    throw new Error(`go mod download ${MODULE}@${FERRETDB_VERSION} failed: ${info?.Error ?? tail(download.stderr)}`);
+  }
+
+  // The module cache is read-only and lacks build/version/version.txt, without which the binary panics
+  // at start ("Invalid build/version/version.txt"): build from a writable copy that has it.
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "ferretdb-src-"));
+  try {
+    fs.cpSync(info.Dir, work, { recursive: true });
+    makeWritable(work);
+    fs.writeFileSync(path.join(work, "build", "version", "version.txt"), `${FERRETDB_VERSION}\n`);
+
+    // Written under a temporary name and renamed, so a half-built binary is never picked up.
+    const partial = `${bin}.partial-${process.pid}`;
+    const env = { ...process.env, GOTOOLCHAIN: process.env.GOTOOLCHAIN || "local" };
+    const result = await run("go", ["build", "-trimpath", "-o", partial, "./cmd/ferretdb"], { cwd: work, env });
+    if (result.code !== 0) {
+      fs.rmSync(partial, { force: true });
+      throw new Error(`go build of FerretDB ${FERRETDB_VERSION} failed: ${tail(result.stderr)}`);
+    }
+    fs.renameSync(partial, bin);
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  log(`built FerretDB ${FERRETDB_VERSION} in ${Math.round((Date.now() - started) / 1000)} s: ${bin}`);
+}
+
+async function requireGo() {
+  try {
+    const result = await run("go", ["version"], {});
+    if (result.code === 0) return;
+  } catch {
+    // ENOENT: handled below
+  }
+  throw new Error(
+    `FerretDB ${FERRETDB_VERSION} must be built once and the Go toolchain ('go') is not on PATH: install Go >= 1.24, or set FERRETDB_BIN to a FerretDB ${FERRETDB_VERSION} binary, or set MONGODB_URI`,
+  );
+}
+
+async function hasRightVersion(bin) {
+  if (!isExecutable(bin)) return false;
+  try {
+    const result = await run(bin, ["--version"], { timeoutMs: 10_000 });
+    return result.code === 0 && new RegExp(`^version: ${FERRETDB_VERSION.replace(/\./g, "\\.")}$`, "m").test(result.stdout);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A directory created with mkdir is the lock (atomic); it holds the owner's pid so a lock left by a
+ * killed build is taken over instead of waited on forever.
+ */
+async function lockBuild(dir, log) {
+  const lock = path.join(dir, ".build.lock");
+  let announced = false;
+  for (;;) {
+    try {
+      fs.mkdirSync(lock);
+      fs.writeFileSync(path.join(lock, "pid"), String(process.pid));
+      return () => fs.rmSync(lock, { recursive: true, force: true });
+    } catch (err) {
+      if (err.code !== "EEXIST") throw err;
+    }
+    const owner = Number(readOr(path.join(lock, "pid"), ""));
+    // A lock without a pid may be one being created right now; only a dead owner makes it stale.
+    if (owner && !isAlive(owner)) {
+      fs.rmSync(lock, { recursive: true, force: true });
+      continue;
+    }
+    if (!announced) {
+      log(`waiting for another process (pid ${owner || "?"}) that is building FerretDB ${FERRETDB_VERSION}…`);
+      announced = true;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+function run(cmd, args, { cwd, env, timeoutMs } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk) => (stdout += chunk));
+    child.stderr.setEncoding("utf8").on("data", (chunk) => (stderr += chunk));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function makeWritable(dir) {
+  fs.chmodSync(dir, 0o755);
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) makeWritable(p);
+    else if (entry.isFile()) fs.chmodSync(p, fs.statSync(p).mode | 0o200);
+  }
+}
+
+function isExecutable(file) {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function isAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === "EPERM";
+  }
+}
+
+function readOr(file, fallback) {
+  try {
+    return fs.readFileSync(file, "utf8").trim();
+  } catch {
+    return fallback;
+  }
+}
+
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function tail(text, lines = 15) {
+  return text.trim().split("\n").slice(-lines).join("\n");
+}
+
+const invokedDirectly = process.argv[1] && fs.realpathSync(process.argv[1]) === fs.realpathSync(fileURLToPath(import.meta.url));
+if (invokedDirectly) {
+  try {
+    const bin = await ensureFerretdb();
+    if (process.argv.includes("--print-path")) process.stdout.write(`${bin}\n`);
+    else process.stderr.write(`FerretDB ${FERRETDB_VERSION}: ${bin}\n`);
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,166 @@
+import "reflect-metadata";
+import { randomBytes } from "node:crypto";
+import { Authenticator } from "./auth/authenticator";
+import { JwtVerifier, type JwtSettings } from "./auth/jwt";
+import { CommandCatalog } from "./catalog/catalog";
+import { systemClock, type Clock } from "./clock";
+import { CommandService } from "./commands/command-service";
+import { Dispatcher } from "./commands/dispatcher";
+import { CommandLifecycle } from "./commands/lifecycle";
+import { ReplyIngest } from "./commands/reply-ingest";
+import { Sweeper } from "./commands/sweeper";
+import type { Config } from "./config";
+import { DeviceService } from "./devices/device-service";
+import { PresenceIngest } from "./devices/presence-ingest";
+import { startEmbeddedBroker } from "./embedded/broker";
+import { startEmbeddedStore } from "./embedded/ferretdb";
+import { MqttEventTarget } from "./events/mqtt-event-target";
+import { createGatewayPubSub, reviveEvent, Topic, toCommandUpdate } from "./events/pubsub";
+import type { Logger } from "./logger";
+import { MqttConnection } from "./mqtt/connection";
+import { createTopics } from "./mqtt/topics";
+import { Metrics } from "./observability/metrics";
+import { startHttpServer } from "./server/http-server";
+import { CommandRepository } from "./store/command-repository";
+import { connectDatabase } from "./store/database";
+import { DeviceRepository } from "./store/device-repository";
+import { CommandTypeResolver } from "../resolvers/catalog/command-type.resolver";
+import { CommandResolver } from "../resolvers/commands/command.resolver";
+import { DeviceResolver } from "../resolvers/devices/device.resolver";
+import { buildGatewaySchema } from "../resolvers/schema";
+
+export interface Gateway {
+  /** Port of GraphQL over HTTP and WebSocket. */
+  port: number;
+  /** Where devices reach the broker the gateway uses. */
+  mqttUrl: string;
+  mongodbUri: string;
+  /** Set when no JWT configuration was given and a random secret was made (the embedded default). */
+  generatedJwtSecret?: string;
+  services: { commands: CommandService; devices: DeviceService; catalog: CommandCatalog };
+  repositories: { commands: CommandRepository; devices: DeviceRepository };
+  stop(): Promise<void>;
+}
+
+/**
+ * The composition root: configuration → infrastructure (store, broker) → services → server.
+ * Everything started here is stopped by `stop()`, in reverse order.
+ */
+export async function startGateway(config: Config, log: Logger, clock: Clock = systemClock): Promise<Gateway> {
+  const stack: Array<() => Promise<void>> = [];
+  const stop = async () => {
+    while (stack.length) {
+      try {
+        await stack.pop()!();
+      } catch (error) {
+        log.warn({ err: (error as Error).message }, "error while stopping");
+      }
+    }
+  };
+
+  try {
+    const topics = createTopics(config.mqttTopicPrefix);
+    const metrics = new Metrics();
+
+    let mongodbUri = config.mongodbUri;
+    if (!mongodbUri) {
+      const store = await startEmbeddedStore({ dataDir: config.dataDir, log });
+      stack.push(() => store.stop());
+      mongodbUri = store.uri;
+    }
+    const database = await connectDatabase(mongodbUri, config.mongodbDb, log);
+    stack.push(() => database.close());
+    const commandRepository = new CommandRepository(database.db);
+    const deviceRepository = new DeviceRepository(database.db);
+    await Promise.all([commandRepository.ensureIndexes(), deviceRepository.ensureIndexes()]);
+
+    let mqttUrl = config.mqttUrl;
+    let mqttCredentials = { username: config.mqttUsername, password: config.mqttPassword };
+    if (!mqttUrl) {
+      const gatewayCredentials = { username: "gateway", password: randomBytes(24).toString("base64url") };
+      const broker = await startEmbeddedBroker({ port: config.mqttPort, topics, gatewayCredentials, log });
+      stack.push(() => broker.close());
+      log.info({ port: broker.port }, `embedded MQTT broker on port ${broker.port}`);
+      mqttUrl = broker.url;
+      mqttCredentials = gatewayCredentials;
+    }
+    const mqtt = await MqttConnection.open({ url: mqttUrl, clientId: `gateway-${config.replicaId}`, ...mqttCredentials, log });
+    stack.push(() => mqtt.close());
+
+    const pubSub = createGatewayPubSub(
+      new MqttEventTarget(mqtt, topics, reviveEvent, (error) => log.warn({ err: (error as Error).message }, "event bus error")),
+    );
+    const catalog = new CommandCatalog();
+    const lifecycle = new CommandLifecycle(commandRepository, clock, metrics);
+    lifecycle.onTransition((command) => pubSub.publish(Topic.CommandUpdated, toCommandUpdate(command)));
+
+    const dispatcher = new Dispatcher(
+      commandRepository,
+      deviceRepository,
+      lifecycle,
+      (command, message) => mqtt.publish(topics.commands(command.deviceId), message, { qos: 1 }),
+      clock,
+      config.replicaId,
+      metrics,
+      log.child({ component: "dispatcher" }),
+    );
+    stack.push(() => dispatcher.stop());
+    const commandService = new CommandService(commandRepository, deviceRepository, catalog, lifecycle, dispatcher, clock);
+    const deviceService = new DeviceService(deviceRepository, clock);
+    const replies = new ReplyIngest(commandRepository, lifecycle, clock, metrics, log.child({ component: "replies" }));
+    const presence = new PresenceIngest(
+      deviceRepository,
+      (deviceId, { cameOnline, replayed }) => dispatcher.kick(deviceId, { redeliver: cameOnline || replayed }),
+      clock,
+      log.child({ component: "presence" }),
+    );
+
+    const onDeviceMessage = (handler: (deviceId: string, payload: Buffer, retained: boolean) => Promise<unknown>) =>
+      (topic: string, payload: Buffer, retained: boolean) => {
+        const parsed = topics.parseDeviceTopic(topic);
+        if (!parsed) return;
+        handler(parsed.deviceId, payload, retained).catch((error) => log.warn({ topic, err: (error as Error).message }, "device message failed"));
+      };
+    await mqtt.subscribe(topics.allDevices("replies"), onDeviceMessage((id, payload) => replies.handle(id, payload)), config.mqttSharedGroup);
+    await mqtt.subscribe(topics.allDevices("presence"), onDeviceMessage((id, payload, retained) => presence.handle(id, payload, retained)));
+
+    const sweeper = new Sweeper(commandRepository, deviceRepository, dispatcher, clock, config.sweepIntervalMs, log.child({ component: "sweeper" }));
+    sweeper.start();
+    stack.push(() => sweeper.stop());
+
+    const generatedJwtSecret = config.jwtSecret || config.jwtJwksUrl ? undefined : randomBytes(32).toString("base64url");
+    const jwtSettings: JwtSettings = config.jwtJwksUrl
+      ? { kind: "jwks", url: config.jwtJwksUrl, issuer: config.jwtIssuer, audience: config.jwtAudience }
+      : { kind: "secret", secret: (config.jwtSecret ?? generatedJwtSecret)!, issuer: config.jwtIssuer, audience: config.jwtAudience };
+    const authenticator = new Authenticator(new JwtVerifier(jwtSettings));
+
+    const schema = await buildGatewaySchema({
+      pubSub,
+      resolvers: [new CommandResolver(commandService, deviceService), new DeviceResolver(deviceService), new CommandTypeResolver(catalog)],
+    });
+    const http = await startHttpServer({
+      schema,
+      authenticator,
+      metrics,
+      isReady: () => database.isConnected() && mqtt.isConnected(),
+      port: config.port,
+      host: config.host,
+      production: config.production,
+      log,
+    });
+    stack.push(() => http.close());
+
+    return {
+      port: http.port,
+      mqttUrl,
+      mongodbUri,
+      generatedJwtSecret,
+      services: { commands: commandService, devices: deviceService, catalog },
+      repositories: { commands: commandRepository, devices: deviceRepository },
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

@@ -1,0 +1,19 @@
+/** Who is asking (CONTRACT §2): a user with a JWT, a partner system with an API key, or an automation rule. */
+export const ROLES = ["admin", "operator", "viewer"] as const;
+export type Role = (typeof ROLES)[number];
+
+export type Principal =
+  | { kind: "user"; id: string; tenant: string; roles: Role[]; /** absent: every site of the tenant */ sites?: string[] }
+  | { kind: "apiKey"; id: string; tenant: string; commandTypes: string[] }
+  | { kind: "rule"; id: `rule:${string}`; tenant: string; commandType: string };
+
+export function sourceOf(principal: Principal): "OPERATOR" | "API" | "AUTOMATION" {
+  switch (principal.kind) {
+    case "user":
+      return "OPERATOR";
+    case "apiKey":
+      return "API";
+    case "rule":
+      return "AUTOMATION";
+  }
+}

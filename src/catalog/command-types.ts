@@ -1,0 +1,65 @@
+import type { JSONSchemaType } from "ajv";
+
+/** A kind of command the gateway knows: what its payload looks like and which device models take it. */
+export interface CommandTypeDefinition {
+  name: string;
+  description: string;
+  /** JSON Schema (draft 2020-12 subset understood by Ajv) of the payload. */
+  payloadSchema: JSONSchemaType<Record<string, unknown>> | Record<string, unknown>;
+  defaultTimeoutSeconds: number;
+  /** Commands not sent by then expire; null: they wait for the device forever. */
+  defaultExpiresInSeconds: number | null;
+  /** Device models that accept it; `*` means every model. */
+  models: readonly string[];
+}
+
+export const ANY_MODEL = "*";
+
+const emptyPayload = { type: "object", additionalProperties: false, properties: {} };
+
+/** The command types of CONTRACT §3. Adding a type means adding an entry here, nothing else. */
+export const BUILT_IN_COMMAND_TYPES: readonly CommandTypeDefinition[] = [
+  {
+    name: "thermostat.setTemperature",
+    description: "Set the thermostat's target temperature in degrees Celsius.",
+    payloadSchema: {
+      type: "object",
+      additionalProperties: false,
+      required: ["celsius"],
+      properties: { celsius: { type: "number", minimum: 5, maximum: 35 } },
+    },
+    defaultTimeoutSeconds: 30,
+    defaultExpiresInSeconds: 3600,
+    models: ["thermostat"],
+  },
+  {
+    name: "valve.open",
+    description: "Open the valve for the given number of seconds, then close it.",
+    payloadSchema: {
+      type: "object",
+      additionalProperties: false,
+      required: ["seconds"],
+      properties: { seconds: { type: "integer", minimum: 1, maximum: 3600 } },
+    },
+    defaultTimeoutSeconds: 30,
+    // Opening a valve long after it was asked for is worse than not opening it.
+    defaultExpiresInSeconds: 300,
+    models: ["valve"],
+  },
+  {
+    name: "valve.close",
+    description: "Close the valve now.",
+    payloadSchema: emptyPayload,
+    defaultTimeoutSeconds: 30,
+    defaultExpiresInSeconds: 3600,
+    models: ["valve"],
+  },
+  {
+    name: "device.reboot",
+    description: "Restart the device.",
+    payloadSchema: emptyPayload,
+    defaultTimeoutSeconds: 120,
+    defaultExpiresInSeconds: 86_400,
+    models: [ANY_MODEL],
+  },
+];

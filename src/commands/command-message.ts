@@ -1,0 +1,36 @@
+import { z } from "zod";
+import type { Command } from "./command";
+
+/** What the gateway publishes on `{p}/devices/{id}/commands` (CONTRACT §5). */
+export function encodeCommandMessage(command: Command): string {
+  return JSON.stringify({
+    id: command.id,
+    type: command.type,
+    payload: command.payload,
+    attempt: command.attempt,
+    issuedAt: command.createdAt.toISOString(),
+    expiresAt: command.expiresAt?.toISOString() ?? null,
+  });
+}
+
+/** Replies are checked strictly: anything else is counted as malformed and changes nothing. */
+export const deviceReplySchema = z.discriminatedUnion("status", [
+  z.object({ id: z.string().min(1).max(64), status: z.literal("DELIVERED"), attempt: z.number().int().positive().optional() }),
+  z.object({
+    id: z.string().min(1).max(64),
+    status: z.literal("SUCCEEDED"),
+    result: z.record(z.string(), z.unknown()).optional(),
+    attempt: z.number().int().positive().optional(),
+  }),
+  z.object({
+    id: z.string().min(1).max(64),
+    status: z.literal("FAILED"),
+    error: z.object({ code: z.string().min(1).max(100), message: z.string().max(2000).optional() }),
+    attempt: z.number().int().positive().optional(),
+  }),
+]);
+
+export type DeviceReply = z.infer<typeof deviceReplySchema>;
+
+/** Largest reply accepted; bigger ones are refused before parsing. */
+export const MAX_REPLY_BYTES = 64 * 1024;

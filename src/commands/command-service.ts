@@ -1,0 +1,162 @@
+import { createHash, randomUUID } from "node:crypto";
+import stringify from "safe-stable-stringify";
+import { abilityOf, accessibleFilter, allows, type Action } from "../authz/ability";
+import { sourceOf, type Principal } from "../authz/principal";
+import type { CommandCatalog } from "../catalog/catalog";
+import type { Clock } from "../clock";
+import { decodeCursor, encodeCursor, pageSize, toPage, type Page } from "../common/pagination";
+import { badInput, conflict, forbidden, notFound } from "../errors";
+import { DEVICE_ID_PATTERN } from "../mqtt/topics";
+import type { CommandQuery, CommandRepository } from "../store/command-repository";
+import type { DeviceRepository } from "../store/device-repository";
+import type { Command } from "./command";
+import type { CommandLifecycle } from "./lifecycle";
+
+export interface SendCommandRequest {
+  deviceId: string;
+  type: string;
+  payload?: unknown;
+  timeoutSeconds?: number | null;
+  /** undefined: the type's default; null: never expires. */
+  expiresInSeconds?: number | null;
+  idempotencyKey?: string | null;
+}
+
+export interface CommandListRequest extends CommandQuery {
+  first?: number | null;
+  after?: string | null;
+}
+
+/** Notified after a command is stored, so the device's queue gets worked on. */
+export interface DispatchTrigger {
+  kick(deviceId: string): void;
+}
+
+export const MAX_TIMEOUT_SECONDS = 86_400;
+export const MAX_EXPIRES_IN_SECONDS = 30 * 86_400;
+const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
+
+/**
+ * The one path by which commands enter the gateway, whatever their source (operators, partner
+ * systems, automation rules): authorisation, validation, idempotency and persistence live here.
+ */
+export class CommandService {
+  constructor(
+    private readonly commands: CommandRepository,
+    private readonly devices: DeviceRepository,
+    private readonly catalog: CommandCatalog,
+    private readonly lifecycle: CommandLifecycle,
+    private readonly dispatch: DispatchTrigger,
+    private readonly clock: Clock,
+  ) {}
+
+  async send(principal: Principal, request: SendCommandRequest): Promise<Command> {
+    validateRequest(request);
+    const device = await this.devices.findById(request.deviceId, { tenant: principal.tenant });
+    // Another tenant's device is indistinguishable from a missing one: no existence leak.
+    if (!device) throw notFound("Device", request.deviceId);
+    const fields = { tenant: device.tenant, site: device.site, deviceId: device.id, type: request.type, model: device.model };
+    if (!allows(abilityOf(principal), "send", "Command", fields)) {
+      throw forbidden(`Not allowed to send ${JSON.stringify(request.type)} to device ${JSON.stringify(device.id)}`);
+    }
+    const definition = this.catalog.requireFor(request.type, device.model);
+    const payload = this.catalog.validatePayload(request.type, request.payload);
+
+    const now = this.clock.now();
+    const timeoutSeconds = request.timeoutSeconds ?? definition.defaultTimeoutSeconds;
+    const expiresIn = request.expiresInSeconds === undefined ? definition.defaultExpiresInSeconds : request.expiresInSeconds;
+    const key = request.idempotencyKey ?? undefined;
+    const inputHash = key === undefined ? undefined : hashInput(request, payload);
+    const command: Command = {
+      id: key === undefined ? randomUUID() : idForKey(principal, key),
+      tenant: device.tenant,
+      site: device.site,
+      deviceId: device.id,
+      type: request.type,
+      payload,
+      status: "QUEUED",
+      source: sourceOf(principal),
+      issuedBy: principal.id,
+      idempotencyKey: key,
+      inputHash,
+      attempt: 1,
+      timeoutSeconds,
+      expiresAt: expiresIn === null ? undefined : new Date(now.getTime() + expiresIn * 1000),
+      createdAt: now,
+      updatedAt: now,
+      history: [{ status: "QUEUED", at: now, actor: principal.id }],
+    };
+
+    if (!(await this.commands.insert(command))) {
+      // The id is derived from (caller, key): an existing one is the same request sent before.
+      const existing = await this.commands.findById(command.id);
+      if (!existing) throw conflict("The idempotency key is being used by a concurrent request; try again", { field: "idempotencyKey" });
+      if (existing.inputHash !== inputHash) {
+        throw conflict("The idempotency key was already used with a different input", { field: "idempotencyKey" });
+      }
+      return existing;
+    }
+    this.lifecycle.created(command);
+    this.dispatch.kick(device.id);
+    return command;
+  }
+
+  /** null when it does not exist or the caller may not read it: the two are not told apart. */
+  async get(principal: Principal, id: string): Promise<Command | null> {
+    const scope = this.scopeFor(principal, "read");
+    return scope ? this.commands.findById(id, scope) : null;
+  }
+
+  async list(principal: Principal, request: CommandListRequest): Promise<Page<Command>> {
+    const size = pageSize(request.first);
+    const after = request.after ? decodeCursor<[number, string]>(request.after, ["number", "string"]) : undefined;
+    if (request.since && request.until && request.since > request.until) throw badInput("since must not be after until", { field: "since" });
+    const scope = this.scopeFor(principal, "read");
+    const cursorOf = (c: Command) => encodeCursor([c.createdAt.getTime(), c.id]);
+    if (!scope) return toPage([], size, cursorOf);
+    const rows = await this.commands.list(scope, request, size + 1, after && { createdAt: new Date(after[0]), id: after[1] });
+    return toPage(rows, size, cursorOf);
+  }
+
+  /** Whether the principal may read this command: used per event by subscriptions. */
+  canRead(principal: Principal, command: Pick<Command, "tenant" | "site" | "deviceId" | "type" | "issuedBy">): boolean {
+    return allows(abilityOf(principal), "read", "Command", command);
+  }
+
+  private scopeFor(principal: Principal, action: Action) {
+    return accessibleFilter(abilityOf(principal), action, "Command");
+  }
+}
+
+function validateRequest(request: SendCommandRequest): void {
+  if (!DEVICE_ID_PATTERN.test(request.deviceId)) throw badInput("deviceId is not a valid device id", { field: "deviceId" });
+  if (!request.type) throw badInput("type must not be empty", { field: "type" });
+  const { timeoutSeconds, expiresInSeconds, idempotencyKey } = request;
+  if (timeoutSeconds != null && !(Number.isInteger(timeoutSeconds) && timeoutSeconds >= 1 && timeoutSeconds <= MAX_TIMEOUT_SECONDS)) {
+    throw badInput(`timeoutSeconds must be between 1 and ${MAX_TIMEOUT_SECONDS}`, { field: "timeoutSeconds" });
+  }
+  if (expiresInSeconds != null && !(Number.isInteger(expiresInSeconds) && expiresInSeconds >= 1 && expiresInSeconds <= MAX_EXPIRES_IN_SECONDS)) {
+    throw badInput(`expiresInSeconds must be between 1 and ${MAX_EXPIRES_IN_SECONDS}, or null`, { field: "expiresInSeconds" });
+  }
+  if (idempotencyKey != null && (idempotencyKey.length < 1 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH)) {
+    throw badInput(`idempotencyKey must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`, { field: "idempotencyKey" });
+  }
+}
+
+/** The same caller and key always name the same command, so the unique _id makes a resend a no-op. */
+function idForKey(principal: Principal, key: string): string {
+  const hex = createHash("sha256").update(`${principal.tenant}\u0000${principal.id}\u0000${key}`).digest("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16)}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+function hashInput(request: SendCommandRequest, payload: Record<string, unknown>): string {
+  const input = {
+    deviceId: request.deviceId,
+    type: request.type,
+    payload,
+    timeoutSeconds: request.timeoutSeconds ?? null,
+    expiresInSeconds: request.expiresInSeconds === undefined ? "default" : request.expiresInSeconds,
+  };
+  return createHash("sha256").update(stringify(input) ?? "").digest("hex");
+}
+

@@ -1,0 +1,106 @@
+import type { Clock } from "../clock";
+import type { Logger } from "../logger";
+import type { Metrics } from "../observability/metrics";
+import type { CommandRepository } from "../store/command-repository";
+import type { DeviceRepository } from "../store/device-repository";
+import type { Command } from "./command";
+import { encodeCommandMessage } from "./command-message";
+import type { CommandLifecycle } from "./lifecycle";
+
+/** Sends a command message to its device; resolves when the broker has acknowledged it. */
+export type CommandPublisher = (command: Command, message: string) => Promise<void>;
+
+const LEASE_MS = 15_000;
+
+/**
+ * Moves QUEUED commands to devices, oldest first per device, one device at a time per replica and
+ * one replica at a time per device (a lease in the store). A command is claimed before it is
+ * published and marked SENT when the broker acknowledges it; a replica that dies in between leaves a
+ * claim that expires, and the command is published again with the same id and attempt, which the
+ * device recognises.
+ */
+export class Dispatcher {
+  private readonly running = new Map<string, { again: boolean; redeliver: boolean }>();
+  private stopped = false;
+
+  constructor(
+    private readonly commands: CommandRepository,
+    private readonly devices: DeviceRepository,
+    private readonly lifecycle: CommandLifecycle,
+    private readonly publish: CommandPublisher,
+    private readonly clock: Clock,
+    private readonly owner: string,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
+
+  /** Works on the device's queue soon; calls while a run is under way make it run once more. */
+  kick(deviceId: string, options: { redeliver?: boolean } = {}): void {
+    if (this.stopped) return;
+    const run = this.running.get(deviceId);
+    if (run) {
+      run.again = true;
+      run.redeliver ||= options.redeliver ?? false;
+      return;
+    }
+    const state = { again: false, redeliver: options.redeliver ?? false };
+    this.running.set(deviceId, state);
+    void this.loop(deviceId, state);
+  }
+
+  /** Resolves when no run is under way (for shutdown). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    while (this.running.size > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+
+  private async loop(deviceId: string, state: { again: boolean; redeliver: boolean }): Promise<void> {
+    try {
+      do {
+        state.again = false;
+        const redeliver = state.redeliver;
+        state.redeliver = false;
+        await this.runOnce(deviceId, redeliver);
+      } while (state.again && !this.stopped);
+    } catch (error) {
+      this.log.warn({ deviceId, err: (error as Error).message }, "dispatch failed; the sweeper will try again");
+    } finally {
+      this.running.delete(deviceId);
+    }
+  }
+
+  private async runOnce(deviceId: string, redeliver: boolean): Promise<void> {
+    if (!(await this.devices.acquireDispatchLease(deviceId, this.owner, this.clock.now(), LEASE_MS))) return;
+    try {
+      if (redeliver) {
+        // Sent before the device went away and never acknowledged: send again, same id and attempt.
+        for (const command of await this.commands.findUndelivered(deviceId)) {
+          if (!(await this.isOnline(deviceId))) return;
+          await this.publish(command, encodeCommandMessage(command));
+          this.metrics.commandsPublished.inc({ kind: "redelivery" });
+        }
+      }
+      while (!this.stopped && (await this.isOnline(deviceId))) {
+        const now = this.clock.now();
+        const command = await this.commands.claimNextForDevice(deviceId, this.owner, now, LEASE_MS);
+        if (!command) return;
+        await this.devices.acquireDispatchLease(deviceId, this.owner, now, LEASE_MS);
+        await this.publish(command, encodeCommandMessage(command));
+        this.metrics.commandsPublished.inc({ kind: "send" });
+        const sentAt = this.clock.now();
+        await this.lifecycle.apply(command.id, "publishAcked", {
+          set: { sentAt, deadline: new Date(sentAt.getTime() + command.timeoutSeconds * 1000) },
+          event: { at: sentAt, actor: "gateway" },
+          // Only the attempt that was claimed (a retry in between removes the claim).
+          where: { claim: { $exists: true }, attempt: command.attempt },
+        });
+      }
+    } finally {
+      await this.devices.releaseDispatchLease(deviceId, this.owner);
+    }
+  }
+
+  private async isOnline(deviceId: string): Promise<boolean> {
+    return (await this.devices.findById(deviceId))?.online === true;
+  }
+}

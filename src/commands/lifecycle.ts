@@ -1,0 +1,41 @@
+import type { Clock } from "../clock";
+import type { Metrics } from "../observability/metrics";
+import type { CommandRepository, TransitionChange } from "../store/command-repository";
+import type { Command } from "./command";
+import type { CommandTransition } from "./state-machine";
+
+export type TransitionListener = (command: Command, transition: CommandTransition | "created") => void;
+
+/**
+ * Applies state-machine transitions through the store and tells everyone who listens (subscriptions,
+ * alerts, metrics). Every change of a command's status goes through here.
+ */
+export class CommandLifecycle {
+  private readonly listeners: TransitionListener[] = [];
+
+  constructor(
+    private readonly commands: CommandRepository,
+    private readonly clock: Clock,
+    private readonly metrics: Metrics,
+  ) {}
+
+  onTransition(listener: TransitionListener): void {
+    this.listeners.push(listener);
+  }
+
+  created(command: Command): void {
+    this.notify(command, "created");
+  }
+
+  /** The command after the transition, or null if its status no longer allowed it. */
+  async apply(id: string, transition: CommandTransition, change: TransitionChange): Promise<Command | null> {
+    const updated = await this.commands.transition(id, transition, change, this.clock.now());
+    if (updated) this.notify(updated, transition);
+    return updated;
+  }
+
+  private notify(command: Command, transition: CommandTransition | "created"): void {
+    this.metrics.commandTransitions.inc({ status: command.status });
+    for (const listener of this.listeners) listener(command, transition);
+  }
+}

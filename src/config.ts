@@ -1,0 +1,112 @@
+import { z } from "zod";
+
+/** Start-up configuration, parsed once from the environment (CONTRACT §1). */
+export interface Config {
+  port: number;
+  host: string;
+  mongodbUri: string | undefined;
+  mongodbDb: string;
+  dataDir: string;
+  mqttUrl: string | undefined;
+  mqttUsername: string | undefined;
+  mqttPassword: string | undefined;
+  mqttPort: number;
+  mqttTopicPrefix: string;
+  mqttSharedGroup: string | undefined;
+  jwtSecret: string | undefined;
+  jwtJwksUrl: string | undefined;
+  jwtIssuer: string | undefined;
+  jwtAudience: string | undefined;
+  demo: boolean;
+  production: boolean;
+  /** A gateway replica's identity: MQTT client id suffix and owner of dispatch leases. */
+  replicaId: string;
+  /** How often the sweeper looks for due deadlines, expiries and stalled queues. */
+  sweepIntervalMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, problem: string) {
+    super(`${variable}: ${problem}`);
+  }
+}
+
+const port = (fallback: number) =>
+  z.coerce.number({ error: "must be a number" }).int("must be an integer").min(0, "must be 0..65535").max(65535, "must be 0..65535").default(fallback);
+const optional = z.string().trim().min(1).optional();
+const url = (protocols: string[]) =>
+  z
+    .string()
+    .trim()
+    .refine((value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    }, `must be a URL with scheme ${protocols.map((p) => p.replace(":", "://")).join(", ")}`)
+    .optional();
+
+const schema = z
+  .object({
+    PORT: port(4000),
+    HOST: z.string().trim().min(1).default("0.0.0.0"),
+    MONGODB_URI: url(["mongodb:", "mongodb+srv:"]),
+    MONGODB_DB: z.string().trim().regex(/^[A-Za-z0-9_-]{1,63}$/, "must be 1-63 letters, digits, _ or -").default("iot_gateway"),
+    DATA_DIR: z.string().trim().min(1).default("./data"),
+    MQTT_URL: url(["mqtt:", "mqtts:", "ws:", "wss:"]),
+    MQTT_USERNAME: optional,
+    MQTT_PASSWORD: optional,
+    MQTT_PORT: port(1883),
+    MQTT_TOPIC_PREFIX: z
+      .string()
+      .trim()
+      .regex(/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/, "must be topic levels of letters, digits, _ or - separated by /")
+      .default("iot"),
+    MQTT_SHARED_GROUP: z.string().trim().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, _ or -").optional(),
+    JWT_SECRET: z.string().min(32, "must be at least 32 characters (HS256)").optional(),
+    JWT_JWKS_URL: url(["https:", "http:"]),
+    JWT_ISSUER: optional,
+    JWT_AUDIENCE: optional,
+    DEMO: z.enum(["0", "1", "false", "true"], { error: "must be 0 or 1" }).default("1"),
+    NODE_ENV: z.string().optional(),
+    REPLICA_ID: z.string().trim().regex(/^[A-Za-z0-9_-]{1,40}$/, "must be 1-40 letters, digits, _ or -").optional(),
+    SWEEP_INTERVAL_MS: z.coerce.number({ error: "must be a number" }).int().min(50, "must be at least 50").max(60_000, "must be at most 60000").default(250),
+  })
+  .superRefine((env, ctx) => {
+    if (env.JWT_SECRET && env.JWT_JWKS_URL) ctx.addIssue({ code: "custom", path: ["JWT_JWKS_URL"], message: "set either JWT_SECRET or JWT_JWKS_URL, not both" });
+    if (!env.MONGODB_URI || !env.MQTT_URL) return;
+    if (!env.JWT_SECRET && !env.JWT_JWKS_URL)
+      ctx.addIssue({ code: "custom", path: ["JWT_SECRET"], message: "required (or JWT_JWKS_URL) when MONGODB_URI and MQTT_URL are set" });
+  });
+
+/** Parses the environment; throws a ConfigError naming the first bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(String(issue.path[0] ?? "environment"), issue.message);
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    mongodbUri: e.MONGODB_URI,
+    mongodbDb: e.MONGODB_DB,
+    dataDir: e.DATA_DIR,
+    mqttUrl: e.MQTT_URL,
+    mqttUsername: e.MQTT_USERNAME,
+    mqttPassword: e.MQTT_PASSWORD,
+    mqttPort: e.MQTT_PORT,
+    mqttTopicPrefix: e.MQTT_TOPIC_PREFIX,
+    mqttSharedGroup: e.MQTT_SHARED_GROUP,
+    jwtSecret: e.JWT_SECRET,
+    jwtJwksUrl: e.JWT_JWKS_URL,
+    jwtIssuer: e.JWT_ISSUER,
+    jwtAudience: e.JWT_AUDIENCE,
+    demo: e.DEMO === "1" || e.DEMO === "true",
+    production: e.NODE_ENV === "production",
+    replicaId: e.REPLICA_ID ?? `${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
+    sweepIntervalMs: e.SWEEP_INTERVAL_MS,
+  };
+}

@@ -1,0 +1,205 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import net from "node:net";
+import type { AddressInfo } from "node:net";
+import { Aedes } from "aedes";
+import type { AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from "aedes";
+import type { Logger } from "../logger";
+import { DEVICE_ID_PATTERN } from "../mqtt/topics";
+import type { Topics } from "../mqtt/topics";
+
+export interface EmbeddedBrokerOptions {
+  /** First port to try; if taken, the next ones (up to 100). 0: any free port. */
+  port: number;
+  /** Default "0.0.0.0", so devices on the network can reach it. */
+  host?: string;
+  topics: Topics;
+  /** The gateway's own connections authenticate with these and may publish and subscribe anything. */
+  gatewayCredentials: { username: string; password: string };
+  /** Largest publish payload accepted; default 256 KiB. */
+  maxMessageBytes?: number;
+  log: Logger;
+}
+
+export interface EmbeddedBroker {
+  /** Where the gateway itself connects, e.g. `mqtt://127.0.0.1:1883`. */
+  readonly url: string;
+  /** The port actually bound (may differ from the one asked for). */
+  readonly port: number;
+  /** Disconnects every client and stops listening. Idempotent. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
+const PORT_ATTEMPTS = 100;
+
+// CONNACK return codes of MQTT 3.1.1.
+const IDENTIFIER_REJECTED = 2;
+const BAD_USERNAME_OR_PASSWORD = 4;
+const NOT_AUTHORIZED = 5;
+
+/**
+ * An in-process MQTT 3.1.1 broker (aedes) for running without an external one, with the ACL of CONTRACT §5:
+ * the gateway's connections may do anything; any other client is a device, identified by its client id, that may
+ * publish only its own replies, presence and telemetry and subscribe only to its own commands.
+ */
+export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+  const log = opts.log.child({ component: "embedded-broker" });
+  const acl = createAcl(opts.topics, opts.gatewayCredentials, opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, log);
+  const broker = await Aedes.createBroker({
+    preConnect: acl.preConnect,
+    authenticate: acl.authenticate,
+    authorizePublish: acl.authorizePublish,
+    authorizeSubscribe: acl.authorizeSubscribe,
+  });
+  broker.on("clientDisconnect", acl.forget);
+  broker.on("clientError", (client, err) => log.debug({ clientId: client.id, err: err.message }, "MQTT client error"));
+
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    broker.handle(socket);
+  });
+
+  const host = opts.host ?? "0.0.0.0";
+  let port: number;
+  try {
+    port = await listenFromPort(server, host, opts.port);
+  } catch (err) {
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    throw err;
+  }
+  log.info({ port, host, ...(opts.port !== 0 && port !== opts.port ? { requestedPort: opts.port } : {}) }, "embedded MQTT broker listening");
+
+  const localHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `mqtt://${localHost}:${port}`,
+    port,
+    close: () =>
+      (closing ??= (async () => {
+        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        await new Promise<void>((resolve) => broker.close(() => resolve()));
+        // Connections that never sent CONNECT are not aedes clients yet; they would hold server.close() open.
+        for (const socket of sockets) socket.destroy();
+        await serverClosed;
+        log.info({ port }, "embedded MQTT broker closed");
+      })()),
+  };
+}
+
+/** Binds `port`, or the next free one when it is taken; port 0 lets the OS choose. */
+async function listenFromPort(server: net.Server, host: string, port: number): Promise<number> {
+  const attempts = port === 0 ? 1 : PORT_ATTEMPTS;
+  for (let i = 0; i < attempts && port + i <= 65535; i++) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: Error) => reject(err);
+        server.once("error", onError);
+        server.listen({ port: port + i, host, exclusive: true }, () => {
+          server.off("error", onError);
+          resolve();
+        });
+      });
+      return (server.address() as AddressInfo).port;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    }
+  }
+  throw new Error(`embedded MQTT broker: ports ${port}..${Math.min(port + attempts - 1, 65535)} on ${host} are all in use; set MQTT_PORT`);
+}
+
+interface Acl {
+  preConnect(client: Client, packet: ConnectPacket, callback: (error: Error | null, success: boolean) => void): void;
+  authenticate(
+    client: Client,
+    username: Readonly<string | undefined>,
+    password: Readonly<Buffer | undefined>,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void;
+  authorizePublish(client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void): void;
+  authorizeSubscribe(client: Client, sub: Subscription, callback: (error: Error | null, subscription?: Subscription | null) => void): void;
+  forget(client: Client): void;
+}
+
+function createAcl(topics: Topics, gateway: { username: string; password: string }, maxMessageBytes: number, log: Logger): Acl {
+  /** Connections that presented the gateway's credentials. */
+  const gatewayClients = new WeakSet<Client>();
+  /** Client ids the gateway's connections hold now: a device may not take one over (MQTT would disconnect the gateway). */
+  const gatewayIds = new Map<string, Client>();
+  /** What aedes does not give authenticate(): the client id as sent (aedes invents one for an empty id) and the will. */
+  const connects = new WeakMap<Client, { clientId: string; will: ConnectPacket["will"] }>();
+
+  const refuse = (returnCode: number, message: string): AuthenticateError => Object.assign(new Error(message), { returnCode });
+
+  return {
+    preConnect(client, packet, callback) {
+      connects.set(client, { clientId: packet.clientId, will: packet.will });
+      callback(null, true);
+    },
+
+    authenticate(client, username, password, done) {
+      const connect = connects.get(client);
+      if (username !== undefined && secretEquals(username, gateway.username)) {
+        if (password === undefined || !secretEquals(password, gateway.password)) {
+          log.warn({ clientId: client.id }, "MQTT connection refused: wrong gateway password");
+          return done(refuse(BAD_USERNAME_OR_PASSWORD, "bad user name or password"), false);
+        }
+        gatewayClients.add(client);
+        gatewayIds.set(client.id, client);
+        return done(null, true);
+      }
+      // Anyone else is a device; devices have no password (CONTRACT §5), their client id is their identity.
+      const clientId = connect?.clientId ?? "";
+      if (!DEVICE_ID_PATTERN.test(clientId) || gatewayIds.has(clientId)) {
+        log.warn({ clientId }, "MQTT connection refused: not a valid device id");
+        return done(refuse(IDENTIFIER_REJECTED, "identifier rejected"), false);
+      }
+      // A will is a publish made later on the device's behalf: refuse the connection now rather than drop it then.
+      if (connect?.will && !devicePublishAllowed(clientId, connect.will.topic)) {
+        log.warn({ clientId, topic: connect.will.topic }, "MQTT connection refused: will topic not allowed for this device");
+        return done(refuse(NOT_AUTHORIZED, "will topic not allowed"), false);
+      }
+      return done(null, true);
+    },
+
+    // Also called by aedes for wills (at the device's disconnect), so they get the same rules.
+    authorizePublish(client, packet, callback) {
+      if (packet.topic.startsWith("$SYS")) return callback(new Error("$SYS topics are reserved"));
+      const size = typeof packet.payload === "string" ? Buffer.byteLength(packet.payload) : packet.payload.length;
+      if (size > maxMessageBytes) {
+        log.warn({ clientId: client?.id, topic: packet.topic, size, maxMessageBytes }, "MQTT publish refused: payload too large");
+        return callback(new Error("payload too large"));
+      }
+      if (client && gatewayClients.has(client)) return callback(null);
+      // A null client is a will left by a broker instance that is gone; there is only this one, so refuse.
+      if (!client || !devicePublishAllowed(client.id, packet.topic)) {
+        log.warn({ clientId: client?.id, topic: packet.topic }, "MQTT publish refused: topic not allowed for this device");
+        return callback(new Error("publish not authorized"));
+      }
+      callback(null);
+    },
+
+    // A refused subscription is granted 128 (failure) in the SUBACK; the connection stays open.
+    authorizeSubscribe(client, sub, callback) {
+      if (gatewayClients.has(client) || sub.topic === topics.commands(client.id)) return callback(null, sub);
+      log.warn({ clientId: client.id, topic: sub.topic }, "MQTT subscription refused: topic not allowed for this device");
+      callback(null, null);
+    },
+
+    forget(client) {
+      if (gatewayIds.get(client.id) === client) gatewayIds.delete(client.id);
+    },
+  };
+
+  function devicePublishAllowed(deviceId: string, topic: string): boolean {
+    const parsed = topics.parseDeviceTopic(topic);
+    return parsed !== undefined && parsed.deviceId === deviceId && parsed.kind !== "commands";
+  }
+}
+
+/** Constant-time whatever the lengths: compares fixed-size digests. */
+function secretEquals(given: string | Buffer, expected: string): boolean {
+  const digest = (value: string | Buffer) => createHash("sha256").update(value).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}

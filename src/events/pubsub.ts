@@ -1,0 +1,46 @@
+import { createPubSub } from "@graphql-yoga/subscription";
+import type { Command } from "../commands/command";
+
+/** Subscription topics; the names are internal, the payloads are what subscribers filter on. */
+export enum Topic {
+  CommandUpdated = "COMMAND_UPDATED",
+  AlertRaised = "ALERT_RAISED",
+}
+
+/** What travels on the bus: the command without its internal bookkeeping. */
+export type CommandUpdate = Omit<Command, "claim" | "inputHash">;
+
+export type PubSubArgs = {
+  [Topic.CommandUpdated]: [CommandUpdate];
+  [Topic.AlertRaised]: [Record<string, unknown>];
+};
+
+export type GatewayPubSub = ReturnType<typeof createPubSub<PubSubArgs>>;
+
+export function createGatewayPubSub(eventTarget?: EventTarget): GatewayPubSub {
+  return createPubSub<PubSubArgs>(eventTarget ? { eventTarget: eventTarget as never } : undefined);
+}
+
+const COMMAND_DATES = ["createdAt", "updatedAt", "sentAt", "deliveredAt", "completedAt", "deadline", "expiresAt"] as const;
+const ALERT_DATES = ["raisedAt", "resolvedAt"] as const;
+
+/** Restores the Date fields that JSON turned into strings on the way through the broker. */
+export function reviveEvent(type: string, data: unknown): unknown {
+  const record = data as Record<string, unknown>;
+  const toDates = (target: Record<string, unknown>, keys: readonly string[]) => {
+    for (const key of keys) if (typeof target[key] === "string") target[key] = new Date(target[key] as string);
+  };
+  if (type === Topic.CommandUpdated) {
+    toDates(record, COMMAND_DATES);
+    for (const event of (record.history as Array<Record<string, unknown>>) ?? []) toDates(event, ["at"]);
+    if (record.escalation) toDates(record.escalation as Record<string, unknown>, ["at"]);
+  } else if (type === Topic.AlertRaised) {
+    toDates(record, ALERT_DATES);
+  }
+  return record;
+}
+
+export function toCommandUpdate(command: Command): CommandUpdate {
+  const { claim: _claim, inputHash: _inputHash, ...update } = command;
+  return update;
+}

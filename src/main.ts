@@ -1,0 +1,54 @@
+import { startGateway } from "./app";
+import { systemClock } from "./clock";
+import { ConfigError, loadConfig } from "./config";
+import { demoInstructions, startDemo } from "./demo/demo";
+import { createLogger } from "./logger";
+
+/** `npm start`: configuration from the environment, the gateway, the demo when embedded; SIGTERM/SIGINT stop it cleanly. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`Configuration error: ${error.message}`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const log = createLogger();
+  const started = Date.now();
+  const gateway = await startGateway(config, log);
+  let stopDemo = async () => {};
+  if (config.demo && !config.mongodbUri && gateway.generatedJwtSecret) {
+    const demo = await startDemo(gateway, gateway.generatedJwtSecret, config.mqttTopicPrefix, systemClock, log);
+    stopDemo = demo.stop;
+    process.stdout.write(demoInstructions(gateway.port, demo.tokens));
+  } else if (gateway.generatedJwtSecret) {
+    log.warn("no JWT_SECRET or JWT_JWKS_URL: a random secret was made and no tokens were printed (DEMO=0)");
+  }
+  log.info({ ms: Date.now() - started, port: gateway.port, mqtt: gateway.mqttUrl }, "gateway ready");
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "stopping");
+    const force = setTimeout(() => {
+      log.error("shutdown took longer than 15 s; exiting");
+      process.exit(1);
+    }, 15_000);
+    force.unref();
+    await stopDemo();
+    await gateway.stop();
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+main().catch((error) => {
+  console.error(`Gateway failed to start: ${(error as Error).message}`);
+  process.exit(1);
+});

@@ -1,0 +1,101 @@
+import { connect, type IClientPublishOptions, type MqttClient } from "mqtt";
+import type { Logger } from "../logger";
+
+/** `retained`: a retained message replayed because this connection (re)subscribed. */
+export type MessageHandler = (topic: string, payload: Buffer, retained: boolean) => void;
+
+export interface MqttConnectionOptions {
+  url: string;
+  clientId: string;
+  username?: string;
+  password?: string;
+  /** Publishes that the broker does not acknowledge by then are reported as failed (the caller retries). */
+  publishTimeoutMs?: number;
+  log: Logger;
+}
+
+/**
+ * The gateway's connection to the broker: publish with a promise settled on PUBACK, and subscriptions
+ * routed to handlers by topic filter. mqtt.js reconnects and resubscribes on its own.
+ */
+export class MqttConnection {
+  private readonly routes: Array<{ filter: string; handler: MessageHandler }> = [];
+
+  private constructor(
+    readonly client: MqttClient,
+    private readonly publishTimeoutMs: number,
+  ) {
+    client.on("message", (topic, payload, packet) => {
+      for (const route of this.routes) if (topicMatches(route.filter, topic)) route.handler(topic, payload, packet.retain);
+    });
+  }
+
+  static async open(options: MqttConnectionOptions): Promise<MqttConnection> {
+    const client = connect(options.url, {
+      clientId: options.clientId,
+      username: options.username,
+      password: options.password,
+      protocolVersion: 4,
+      clean: true,
+      reconnectPeriod: 1_000,
+      connectTimeout: 5_000,
+      keepalive: 15,
+    });
+    const log = options.log.child({ component: "mqtt" });
+    client.on("reconnect", () => log.debug("broker reconnecting"));
+    client.on("offline", () => log.warn("broker connection lost"));
+    client.on("error", (error) => log.warn({ err: error.message }, "broker error"));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        client.end(true);
+        reject(new Error(`MQTT broker at ${options.url} did not accept a connection within 10 s`));
+      }, 10_000);
+      client.once("connect", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    client.on("connect", () => log.info("broker connected"));
+    return new MqttConnection(client, options.publishTimeoutMs ?? 10_000);
+  }
+
+  isConnected(): boolean {
+    return this.client.connected;
+  }
+
+  /** Resolves once the broker has acknowledged the message (PUBACK for QoS 1). */
+  publish(topic: string, payload: string | Buffer, options: IClientPublishOptions = { qos: 1 }): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`publish to ${topic} not acknowledged in ${this.publishTimeoutMs} ms`)), this.publishTimeoutMs);
+      this.client.publish(topic, payload, options, (error) => {
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve();
+      });
+    });
+  }
+
+  /** Subscribes `filter` (through `$share/{group}/` when a group is given) and routes matching messages to `handler`. */
+  async subscribe(filter: string, handler: MessageHandler, sharedGroup?: string): Promise<void> {
+    this.routes.push({ filter, handler });
+    const subscription = sharedGroup ? `$share/${sharedGroup}/${filter}` : filter;
+    const granted = await this.client.subscribeAsync(subscription, { qos: 1 });
+    if (granted.some((g) => g.qos === 128)) throw new Error(`broker refused subscription to ${subscription}`);
+  }
+
+  async close(): Promise<void> {
+    await this.client.endAsync();
+  }
+}
+
+/** MQTT topic filter matching (`+` one level, `#` the rest). */
+export function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split("/");
+  const t = topic.split("/");
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === "#") return true;
+    if (i >= t.length) return false;
+    if (f[i] !== "+" && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}

@@ -1,0 +1,50 @@
+import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
+
+/** Prometheus metrics of the gateway (prom-client), served on /metrics. */
+export class Metrics {
+  readonly registry = new Registry();
+  /** Transitions into each status, counted by the replica that made them. */
+  readonly commandTransitions = new Counter({
+    name: "gateway_command_transitions_total",
+    help: "Command status transitions made by this replica, by target status",
+    labelNames: ["status"] as const,
+    registers: [this.registry],
+  });
+  readonly repliesRejected = new Counter({
+    name: "gateway_replies_rejected_total",
+    help: "Device replies that changed nothing, by reason",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  readonly commandsPublished = new Counter({
+    name: "gateway_commands_published_total",
+    help: "Command messages published to devices (first sends and redeliveries)",
+    labelNames: ["kind"] as const,
+    registers: [this.registry],
+  });
+  readonly httpRequests = new Counter({
+    name: "gateway_http_requests_total",
+    help: "HTTP requests by route and status code",
+    labelNames: ["route", "code"] as const,
+    registers: [this.registry],
+  });
+  readonly wsConnections = new Gauge({
+    name: "gateway_ws_connections",
+    help: "Open graphql-ws connections",
+    registers: [this.registry],
+  });
+  readonly wsConnectionsTotal = new Counter({
+    name: "gateway_ws_connections_total",
+    help: "graphql-ws connections accepted",
+    registers: [this.registry],
+  });
+  readonly subscriptions = new Gauge({
+    name: "gateway_subscriptions",
+    help: "Active GraphQL subscriptions",
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: "gateway_" });
+  }
+}

@@ -1,0 +1,32 @@
+import type { GraphQLFormattedError } from "graphql";
+import type { Logger } from "../logger";
+
+/** Codes whose messages are written for callers; anything else is an internal failure. */
+const PUBLIC_CODES = new Set([
+  "UNAUTHENTICATED",
+  "FORBIDDEN",
+  "BAD_USER_INPUT",
+  "NOT_FOUND",
+  "CONFLICT",
+  "RATE_LIMITED",
+  "UNAVAILABLE",
+  "GRAPHQL_PARSE_FAILED",
+  "GRAPHQL_VALIDATION_FAILED",
+  "BAD_REQUEST",
+  "PERSISTED_QUERY_NOT_FOUND",
+  "PERSISTED_QUERY_NOT_SUPPORTED",
+  "OPERATION_RESOLUTION_FAILURE",
+]);
+
+/** Internal errors never reach callers with their message or stack: they are logged and masked. */
+export function createFormatError(log: Logger) {
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const code = String(formatted.extensions?.code ?? "INTERNAL_SERVER_ERROR");
+    if (PUBLIC_CODES.has(code)) {
+      const { stacktrace: _stack, ...extensions } = formatted.extensions ?? {};
+      return { ...formatted, extensions: { ...extensions, code } };
+    }
+    log.error({ err: error, path: formatted.path }, "internal error");
+    return { message: "Internal server error", path: formatted.path, locations: formatted.locations, extensions: { code: "INTERNAL_SERVER_ERROR" } };
+  };
+}

@@ -1,0 +1,147 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { ApolloServer } from "@apollo/server";
+import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
+import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
+import { expressMiddleware } from "@as-integrations/express5";
+import express, { type ErrorRequestHandler } from "express";
+import type { GraphQLSchema } from "graphql";
+import { useServer } from "graphql-ws/use/ws";
+import { WebSocketServer } from "ws";
+import type { Authenticator } from "../auth/authenticator";
+import type { Principal } from "../authz/principal";
+import type { Logger } from "../logger";
+import type { Metrics } from "../observability/metrics";
+import type { GatewayContext } from "../../resolvers/context.type";
+import { credentialsFromConnectionParams, credentialsFromHeaders, principalForRequest } from "./context";
+import { createFormatError } from "./format-error";
+
+export interface HttpServerOptions {
+  schema: GraphQLSchema;
+  authenticator: Authenticator;
+  metrics: Metrics;
+  /** True while the store and the broker are connected. */
+  isReady: () => boolean;
+  port: number;
+  host: string;
+  production: boolean;
+  log: Logger;
+}
+
+export interface RunningHttpServer {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+export const MAX_BODY_BYTES = 100 * 1024;
+const GRAPHQL_PATH = "/graphql";
+
+/** GraphQL over HTTP (Apollo 5 on Express 5) and WebSocket (graphql-ws) on one port and path, plus health and metrics. */
+export async function startHttpServer(options: HttpServerOptions): Promise<RunningHttpServer> {
+  const { schema, authenticator, metrics, log } = options;
+  const app = express();
+  app.disable("x-powered-by");
+  const server = createServer(app);
+
+  const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: MAX_BODY_BYTES });
+  const wsCleanup = useServer<Record<string, unknown>, { principal: Principal }>(
+    {
+      schema,
+      context: (ctx): GatewayContext => ({ principal: ctx.extra.principal! }),
+      onConnect: async (ctx) => {
+        try {
+          ctx.extra.principal = await authenticator.authenticate(credentialsFromConnectionParams(ctx.connectionParams));
+          return true;
+        } catch {
+          // 4401: no valid credentials (graphql-ws would otherwise say 4403 for every refusal).
+          ctx.extra.socket.close(4401, "Unauthorized");
+          return false;
+        }
+      },
+      onSubscribe: () => {
+        metrics.subscriptions.inc();
+      },
+      onComplete: () => {
+        metrics.subscriptions.dec();
+      },
+    },
+    wsServer,
+  );
+  wsServer.on("connection", (socket) => {
+    metrics.wsConnections.inc();
+    metrics.wsConnectionsTotal.inc();
+    socket.once("close", () => metrics.wsConnections.dec());
+  });
+
+  const apollo = new ApolloServer<GatewayContext>({
+    schema,
+    formatError: createFormatError(log),
+    introspection: !options.production,
+    includeStacktraceInErrorResponses: false,
+    plugins: [
+      ApolloServerPluginDrainHttpServer({ httpServer: server }),
+      {
+        async serverWillStart() {
+          return {
+            async drainServer() {
+              await wsCleanup.dispose();
+            },
+          };
+        },
+      },
+      ...(options.production ? [ApolloServerPluginLandingPageDisabled()] : []),
+    ],
+  });
+  await apollo.start();
+
+  app.use((req, res, next) => {
+    res.on("finish", () => metrics.httpRequests.inc({ route: routeLabel(req.path), code: String(res.statusCode) }));
+    next();
+  });
+  app.get("/healthz", (_req, res) => {
+    res.json({ status: "ok" });
+  });
+  app.get("/readyz", (_req, res) => {
+    const ready = options.isReady();
+    res.status(ready ? 200 : 503).json({ status: ready ? "ready" : "unavailable" });
+  });
+  app.get("/metrics", async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.use(
+    GRAPHQL_PATH,
+    express.json({ limit: MAX_BODY_BYTES }),
+    expressMiddleware(apollo, {
+      context: async ({ req }) => ({ principal: await principalForRequest(authenticator, credentialsFromHeaders(req.headers)) }),
+    }),
+  );
+  app.use(bodyErrors);
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  log.info({ port, path: GRAPHQL_PATH }, "GraphQL listening (HTTP and WebSocket)");
+  return {
+    server,
+    port,
+    close: async () => {
+      await apollo.stop();
+      wsServer.close();
+    },
+  };
+}
+
+function routeLabel(path: string): string {
+  return ["/graphql", "/healthz", "/readyz", "/metrics"].includes(path) ? path : "other";
+}
+
+/** Body parser refusals (bad JSON, too large) answered in GraphQL's error shape with the contract's code. */
+const bodyErrors: ErrorRequestHandler = (error, _req, res, next) => {
+  const status = typeof error?.status === "number" ? error.status : 500;
+  if (status >= 500) return next(error);
+  const message = status === 413 ? `Request body is larger than ${MAX_BODY_BYTES} bytes` : "Request body is not valid JSON";
+  res.status(status).json({ errors: [{ message, extensions: { code: "BAD_USER_INPUT" } }] });
+};

@@ -1,0 +1,162 @@
+import type { Collection, Db, Filter, UpdateFilter } from "mongodb";
+import type { Command, CommandEvent, CommandStatus } from "../commands/command";
+import { TRANSITIONS, type CommandTransition } from "../commands/state-machine";
+import { isDuplicateKeyError } from "./database";
+import { ensureIndexes } from "./indexes";
+
+type CommandDocument = Omit<Command, "id"> & { _id: string };
+
+export interface CommandQuery {
+  deviceId?: string;
+  status?: CommandStatus[];
+  type?: string;
+  source?: string;
+  since?: Date;
+  until?: Date;
+}
+
+/** Position of a row in newest-first order; encoded into Relay cursors by the caller. */
+export interface CommandPosition {
+  createdAt: Date;
+  id: string;
+}
+
+export interface TransitionChange {
+  /** Extra fields to set with the new status, e.g. `sentAt`, `result`. */
+  set?: Partial<Omit<Command, "id" | "status" | "history">>;
+  unset?: Array<keyof Command>;
+  inc?: Partial<Record<"attempt", number>>;
+  event: Omit<CommandEvent, "status">;
+  /** Extra conditions the document must meet besides the allowed statuses. */
+  where?: Filter<CommandDocument>;
+}
+
+/** The commands collection: the durable queue and the only place a command's state changes. */
+export class CommandRepository {
+  readonly collection: Collection<CommandDocument>;
+
+  constructor(db: Db) {
+    this.collection = db.collection<CommandDocument>("commands");
+  }
+
+  async ensureIndexes(): Promise<void> {
+    await ensureIndexes(this.collection, [
+      { key: { tenant: 1, createdAt: -1, _id: -1 }, name: "tenant_newest" },
+      { key: { deviceId: 1, status: 1, createdAt: 1 }, name: "device_queue" },
+      { key: { status: 1, deadline: 1 }, name: "status_deadline" },
+      { key: { status: 1, expiresAt: 1 }, name: "status_expiry" },
+    ]);
+  }
+
+  /** Inserts a new command; `false` when a command with that id already exists (an idempotent resend). */
+  async insert(command: Command): Promise<boolean> {
+    try {
+      await this.collection.insertOne(toDocument(command));
+      return true;
+    } catch (error) {
+      if (isDuplicateKeyError(error)) return false;
+      throw error;
+    }
+  }
+
+  async findById(id: string, scope: Filter<CommandDocument> = {}): Promise<Command | null> {
+    const doc = await this.collection.findOne({ $and: [{ _id: id }, scope] });
+    return doc ? fromDocument(doc) : null;
+  }
+
+  /**
+   * Applies one state-machine transition as a single compare-and-set: the update matches only while
+   * the command is in a status the transition allows, so concurrent writers cannot both win.
+   * Returns the command after the change, or null when it was not in an allowed state.
+   */
+  async transition(id: string, transition: CommandTransition, change: TransitionChange, now: Date): Promise<Command | null> {
+    const rule = TRANSITIONS[transition];
+    const filter: Filter<CommandDocument> = { _id: id, status: { $in: [...rule.from] } };
+    const update: UpdateFilter<CommandDocument> = {
+      $set: { ...change.set, status: rule.to, updatedAt: now },
+      $push: { history: { ...change.event, status: rule.to } },
+    };
+    if (change.unset?.length) update.$unset = Object.fromEntries(change.unset.map((field) => [field, ""]));
+    if (change.inc) update.$inc = change.inc;
+    const doc = await this.collection.findOneAndUpdate(change.where ? { $and: [filter, change.where] } : filter, update, {
+      returnDocument: "after",
+    });
+    return doc ? fromDocument(doc) : null;
+  }
+
+  /** Changes fields without changing the status (escalation, dispatch claims). */
+  async update(id: string, where: Filter<CommandDocument>, update: UpdateFilter<CommandDocument>): Promise<Command | null> {
+    const doc = await this.collection.findOneAndUpdate({ $and: [{ _id: id }, where] }, update, { returnDocument: "after" });
+    return doc ? fromDocument(doc) : null;
+  }
+
+  /** Newest first; `scope` is the caller's ability as a filter, `after` the position of the last row seen. */
+  async list(scope: Filter<CommandDocument>, query: CommandQuery, first: number, after?: CommandPosition): Promise<Command[]> {
+    const conditions: Filter<CommandDocument>[] = [scope];
+    if (query.deviceId !== undefined) conditions.push({ deviceId: query.deviceId });
+    if (query.status?.length) conditions.push({ status: { $in: query.status } });
+    if (query.type !== undefined) conditions.push({ type: query.type });
+    if (query.source !== undefined) conditions.push({ source: query.source as Command["source"] });
+    if (query.since) conditions.push({ createdAt: { $gte: query.since } });
+    if (query.until) conditions.push({ createdAt: { $lt: query.until } });
+    if (after) {
+      conditions.push({
+        $or: [{ createdAt: { $lt: after.createdAt } }, { createdAt: after.createdAt, _id: { $lt: after.id } }],
+      });
+    }
+    const docs = await this.collection
+      .find({ $and: conditions })
+      .sort({ createdAt: -1, _id: -1 })
+      .limit(first)
+      .toArray();
+    return docs.map(fromDocument);
+  }
+
+  /** The next command to publish to a device: QUEUED, not claimed by a live dispatcher, oldest first. */
+  async claimNextForDevice(deviceId: string, owner: string, now: Date, leaseMs: number): Promise<Command | null> {
+    const doc = await this.collection.findOneAndUpdate(
+      {
+        deviceId,
+        status: "QUEUED",
+        $or: [
+          // Never handed to the broker for this attempt, and not expired.
+          { claim: { $exists: false }, $or: [{ expiresAt: { $exists: false } }, { expiresAt: { $gt: now } }] },
+          // A dispatcher took it and died before the broker acknowledged: take it over and publish again.
+          { "claim.until": { $lt: now } },
+        ],
+      },
+      { $set: { claim: { owner, until: new Date(now.getTime() + leaseMs) } } },
+      { sort: { createdAt: 1 }, returnDocument: "after" },
+    );
+    return doc ? fromDocument(doc) : null;
+  }
+
+  /** SENT commands the device has not acknowledged, oldest first: published again when the device reconnects. */
+  async findUndelivered(deviceId: string): Promise<Command[]> {
+    const docs = await this.collection.find({ deviceId, status: "SENT" }).sort({ createdAt: 1 }).toArray();
+    return docs.map(fromDocument);
+  }
+
+  /** Devices with QUEUED commands that no live dispatcher holds: the sweeper makes sure they are worked on. */
+  async deviceIdsWithPendingDispatch(now: Date): Promise<string[]> {
+    return this.collection.distinct("deviceId", { status: "QUEUED", $or: [{ claim: { $exists: false } }, { "claim.until": { $lt: now } }] });
+  }
+
+  async count(filter: Filter<CommandDocument> = {}): Promise<number> {
+    return this.collection.countDocuments(filter);
+  }
+}
+
+function toDocument(command: Command): CommandDocument {
+  const { id, ...rest } = command;
+  return { _id: id, ...withoutUndefined(rest) } as CommandDocument;
+}
+
+function fromDocument(doc: CommandDocument): Command {
+  const { _id, ...rest } = doc;
+  return { id: _id, ...rest };
+}
+
+function withoutUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}

@@ -1,0 +1,43 @@
+import { MongoClient, type Db } from "mongodb";
+import type { Logger } from "../logger";
+
+export interface Database {
+  client: MongoClient;
+  db: Db;
+  /** True while the driver has a usable connection (drives /readyz). */
+  isConnected(): boolean;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects with short timeouts: a mutation during a store outage must fail fast with a clear error,
+ * never hang, and the driver reconnects on its own when the store is back.
+ */
+export async function connectDatabase(uri: string, dbName: string, log: Logger): Promise<Database> {
+  const client = new MongoClient(uri, {
+    serverSelectionTimeoutMS: 5_000,
+    connectTimeoutMS: 5_000,
+    socketTimeoutMS: 30_000,
+    maxPoolSize: 50,
+    retryWrites: true,
+    appName: "iot-gateway",
+  });
+  let connected = false;
+  client.on("serverHeartbeatSucceeded", () => (connected = true));
+  client.on("serverHeartbeatFailed", () => (connected = false));
+  client.on("topologyClosed", () => (connected = false));
+  await client.connect();
+  const db = client.db(dbName);
+  await db.command({ ping: 1 });
+  connected = true;
+  log.info({ db: dbName }, "store connected");
+  return {
+    client,
+    db,
+    isConnected: () => connected,
+    close: () => client.close(),
+  };
+}
+
+export const isDuplicateKeyError = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && (error as { code?: unknown }).code === 11000;

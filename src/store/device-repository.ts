@@ -1,0 +1,99 @@
+import type { Collection, Db, Filter } from "mongodb";
+import type { Device } from "../devices/device";
+import { isDuplicateKeyError } from "./database";
+import { ensureIndexes } from "./indexes";
+
+interface DispatchLease {
+  owner: string;
+  until: Date;
+}
+
+type DeviceDocument = Omit<Device, "id"> & { _id: string; dispatchLease?: DispatchLease };
+
+export class DeviceRepository {
+  readonly collection: Collection<DeviceDocument>;
+
+  constructor(db: Db) {
+    this.collection = db.collection<DeviceDocument>("devices");
+  }
+
+  async ensureIndexes(): Promise<void> {
+    await ensureIndexes(this.collection, [
+      { key: { tenant: 1, _id: 1 }, name: "tenant_id" },
+      { key: { tenant: 1, site: 1, _id: 1 }, name: "tenant_site_id" },
+    ]);
+  }
+
+  /** `false` when the id is already registered (in any tenant: ids are MQTT client ids). */
+  async insert(device: Device): Promise<boolean> {
+    const { id, ...rest } = device;
+    try {
+      await this.collection.insertOne({ _id: id, ...rest });
+      return true;
+    } catch (error) {
+      if (isDuplicateKeyError(error)) return false;
+      throw error;
+    }
+  }
+
+  async findById(id: string, scope: Filter<DeviceDocument> = {}): Promise<Device | null> {
+    const doc = await this.collection.findOne({ $and: [{ _id: id }, scope] }, { projection: { dispatchLease: 0 } });
+    return doc ? fromDocument(doc) : null;
+  }
+
+  async findByIds(ids: string[]): Promise<Device[]> {
+    const docs = await this.collection.find({ _id: { $in: ids } }, { projection: { dispatchLease: 0 } }).toArray();
+    return docs.map(fromDocument);
+  }
+
+  /** Ordered by id; `after` is the last id seen. */
+  async list(scope: Filter<DeviceDocument>, site: string | undefined, first: number, after?: string): Promise<Device[]> {
+    const conditions: Filter<DeviceDocument>[] = [scope];
+    if (site !== undefined) conditions.push({ site });
+    if (after !== undefined) conditions.push({ _id: { $gt: after } });
+    const docs = await this.collection
+      .find({ $and: conditions }, { projection: { dispatchLease: 0 } })
+      .sort({ _id: 1 })
+      .limit(first)
+      .toArray();
+    return docs.map(fromDocument);
+  }
+
+  /** Records presence; returns whether the device was offline (or unknown to be online) before. */
+  async setPresence(id: string, online: boolean, at: Date): Promise<{ device: Device; cameOnline: boolean } | null> {
+    const before = await this.collection.findOneAndUpdate(
+      { _id: id },
+      { $set: { online, lastSeenAt: at } },
+      { returnDocument: "before" },
+    );
+    if (!before) return null;
+    return { device: { ...fromDocument(before), online, lastSeenAt: at }, cameOnline: online && !before.online };
+  }
+
+  /** One dispatcher per device at a time, across replicas, so commands reach it in order. */
+  async acquireDispatchLease(id: string, owner: string, now: Date, leaseMs: number): Promise<boolean> {
+    const result = await this.collection.updateOne(
+      { _id: id, $or: [{ dispatchLease: { $exists: false } }, { "dispatchLease.until": { $lt: now } }, { "dispatchLease.owner": owner }] },
+      { $set: { dispatchLease: { owner, until: new Date(now.getTime() + leaseMs) } } },
+    );
+    return result.matchedCount === 1;
+  }
+
+  async releaseDispatchLease(id: string, owner: string): Promise<void> {
+    await this.collection.updateOne({ _id: id, "dispatchLease.owner": owner }, { $unset: { dispatchLease: "" } });
+  }
+
+  async onlineAmong(ids: string[]): Promise<string[]> {
+    const docs = await this.collection.find({ _id: { $in: ids }, online: true }, { projection: { _id: 1 } }).toArray();
+    return docs.map((d) => d._id);
+  }
+
+  async count(filter: Filter<DeviceDocument> = {}): Promise<number> {
+    return this.collection.countDocuments(filter);
+  }
+}
+
+function fromDocument(doc: DeviceDocument): Device {
+  const { _id, dispatchLease: _lease, ...rest } = doc;
+  return { id: _id, ...rest };
+}

@@ -1,0 +1,243 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import net from "node:net";
+import { after, before, describe, it } from "node:test";
+import { connectAsync } from "mqtt";
+import type { IClientOptions, MqttClient } from "mqtt";
+import { startEmbeddedBroker } from "../../src/embedded/broker";
+import type { EmbeddedBroker } from "../../src/embedded/broker";
+import { findFreePort } from "../../src/embedded/free-port";
+import { createLogger } from "../../src/logger";
+import { createTopics } from "../../src/mqtt/topics";
+
+const log = createLogger(process.env.LOG_LEVEL ?? "silent");
+const topics = createTopics("iot");
+const gatewayCredentials = { username: "gateway", password: "s3cret-gateway-password" };
+const MAX_MESSAGE_BYTES = 1024;
+
+describe("embedded MQTT broker", () => {
+  let broker: EmbeddedBroker;
+  const clients: MqttClient[] = [];
+
+  before(async () => {
+    broker = await startEmbeddedBroker({ port: 0, host: "127.0.0.1", topics, gatewayCredentials, maxMessageBytes: MAX_MESSAGE_BYTES, log });
+  });
+  after(async () => {
+    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
+    await broker.close();
+  });
+
+  const connect = async (opts: IClientOptions): Promise<MqttClient> => {
+    const client = await connectAsync(broker.url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 3000, ...opts });
+    clients.push(client);
+    return client;
+  };
+  const gateway = (clientId = `gw-${randomUUID()}`) => connect({ clientId, ...gatewayCredentials });
+  const device = (clientId: string, opts: IClientOptions = {}) => connect({ clientId, ...opts });
+  const refusalCode = async (opts: IClientOptions): Promise<unknown> => {
+    try {
+      const client = await connect(opts);
+      await client.endAsync(true);
+      return "connected";
+    } catch (err) {
+      return (err as { code?: unknown }).code;
+    }
+  };
+
+  /** Collects what a client receives, to wait for one payload or check that another never came. */
+  const recorder = (client: MqttClient) => {
+    const seen: Array<{ topic: string; payload: string }> = [];
+    client.on("message", (topic, payload) => seen.push({ topic, payload: payload.toString() }));
+    return {
+      seen,
+      has: (payload: string) => seen.some((m) => m.payload === payload),
+      waitFor: async (payload: string, timeoutMs = 3000) => {
+        const deadline = Date.now() + timeoutMs;
+        while (!seen.some((m) => m.payload === payload)) {
+          if (Date.now() > deadline) throw new Error(`${payload} not received within ${timeoutMs} ms; got ${JSON.stringify(seen)}`);
+          await sleep(10);
+        }
+        return seen.find((m) => m.payload === payload)!;
+      },
+    };
+  };
+
+  /**
+   * A forbidden publish is not delivered. Not a timing guess: after it, a control message that is allowed goes
+   * to the same observer; once that has arrived (plus a margin), the forbidden one would have too.
+   */
+  const assertNotDelivered = async (publisher: MqttClient, topic: string, payload: string | Buffer) => {
+    const observer = await gateway();
+    await observer.subscribeAsync("iot/#", { qos: 1 });
+    const observed = recorder(observer);
+    const marker = typeof payload === "string" ? payload : payload.subarray(0, 36).toString();
+    publisher.publish(topic, payload, { qos: 1 }, () => undefined);
+    // MQTT 3.1.1 cannot refuse a single publish: aedes drops the connection. Wait for that, or at most a second.
+    await Promise.race([new Promise<void>((resolve) => publisher.once("close", () => resolve())), sleep(1000)]);
+    const control = `control-${randomUUID()}`;
+    const controller = await gateway();
+    await controller.publishAsync(topics.telemetry("control-device"), control, { qos: 1 });
+    await observed.waitFor(control);
+    await sleep(300);
+    assert.equal(
+      observed.seen.some((m) => m.payload.startsWith(marker)),
+      false,
+      `forbidden publish to ${topic} was delivered`,
+    );
+  };
+
+  it("delivers the gateway's commands to the device, and the device's replies to the gateway", async () => {
+    const d1 = await device("d1");
+    const granted = await d1.subscribeAsync(topics.commands("d1"), { qos: 1 });
+    assert.equal(granted[0]?.qos, 1);
+    const onDevice = recorder(d1);
+    const gw = await gateway();
+    await gw.subscribeAsync(topics.allDevices("replies"), { qos: 1 });
+    const onGateway = recorder(gw);
+
+    const command = JSON.stringify({ id: randomUUID(), type: "device.reboot", payload: {} });
+    await gw.publishAsync(topics.commands("d1"), command, { qos: 1 });
+    assert.equal((await onDevice.waitFor(command)).topic, "iot/devices/d1/commands");
+
+    const reply = JSON.stringify({ id: randomUUID(), status: "DELIVERED" });
+    await d1.publishAsync(topics.replies("d1"), reply, { qos: 1 });
+    assert.equal((await onGateway.waitFor(reply)).topic, "iot/devices/d1/replies");
+  });
+
+  it("lets a device publish its own presence and telemetry", async () => {
+    const d1 = await device("d1-telemetry");
+    const gw = await gateway();
+    await gw.subscribeAsync("iot/devices/d1-telemetry/#", { qos: 1 });
+    const onGateway = recorder(gw);
+    const presence = JSON.stringify({ online: true, n: randomUUID() });
+    const telemetry = JSON.stringify({ temperature: 21, n: randomUUID() });
+    await d1.publishAsync(topics.presence("d1-telemetry"), presence, { qos: 1, retain: true });
+    await d1.publishAsync(topics.telemetry("d1-telemetry"), telemetry, { qos: 1 });
+    await onGateway.waitFor(presence);
+    await onGateway.waitFor(telemetry);
+  });
+
+  it("does not let a device publish to another device's replies", async () => {
+    await assertNotDelivered(await device("d1"), topics.replies("d2"), `forged-${randomUUID()}`);
+  });
+
+  it("does not let a device publish to its own commands topic", async () => {
+    await assertNotDelivered(await device("d1"), topics.commands("d1"), `self-command-${randomUUID()}`);
+  });
+
+  it("does not let a device publish alerts or gateway bus messages", async () => {
+    await assertNotDelivered(await device("d1"), topics.alerts(), `alert-${randomUUID()}`);
+    await assertNotDelivered(await device("d1"), topics.bus("commands"), `bus-${randomUUID()}`);
+  });
+
+  it("refuses payloads larger than maxMessageBytes, even on an allowed topic", async () => {
+    const big = Buffer.alloc(MAX_MESSAGE_BYTES + 1, "x");
+    Buffer.from(`big-${randomUUID()}`).copy(big);
+    await assertNotDelivered(await device("d1"), topics.telemetry("d1"), big);
+  });
+
+  it("does not let a device subscribe to another device's commands or to wildcards", async () => {
+    const d1 = await device("d1-sub");
+    assert.deepEqual(await grantedQos(d1, [topics.commands("d2"), "iot/#", "$share/g/iot/devices/d2/commands", topics.commands("d1-sub")]), [128, 128, 128, 1]);
+    const onDevice = recorder(d1);
+    const gw = await gateway();
+    const forOther = `for-d2-${randomUUID()}`;
+    const forSelf = `for-d1-${randomUUID()}`;
+    await gw.publishAsync(topics.commands("d2"), forOther, { qos: 1 });
+    await gw.publishAsync(topics.commands("d1-sub"), forSelf, { qos: 1 });
+    await onDevice.waitFor(forSelf);
+    await sleep(300);
+    assert.equal(onDevice.has(forOther), false, "device received another device's command");
+  });
+
+  it("refuses the gateway username with a wrong or missing password", async () => {
+    assert.equal(await refusalCode({ clientId: "gw-wrong", username: gatewayCredentials.username, password: "wrong" }), 4);
+    assert.equal(await refusalCode({ clientId: "gw-nopass", username: gatewayCredentials.username }), 4);
+    assert.equal(await refusalCode({ clientId: "gw-right", ...gatewayCredentials }), "connected");
+  });
+
+  it("refuses clients whose id is not a device id", async () => {
+    assert.equal(await refusalCode({ clientId: "bad/id" }), 2);
+    assert.equal(await refusalCode({ clientId: "bad+id" }), 2);
+    assert.equal(await refusalCode({ clientId: "", clean: true }), 2);
+    assert.equal(await refusalCode({ clientId: "good-id_1.x:y" }), "connected");
+  });
+
+  it("does not let a device take over a connected gateway's client id", async () => {
+    const gw = await gateway("gateway-1");
+    assert.equal(await refusalCode({ clientId: "gateway-1" }), 2);
+    assert.equal(gw.connected, true);
+  });
+
+  it("refuses a will on a topic the device may not publish, and delivers an allowed one", async () => {
+    const forgedWill = { topic: topics.presence("d2"), payload: Buffer.from('{"online":false}'), qos: 1 as const, retain: false };
+    assert.equal(await refusalCode({ clientId: "d1-will", will: forgedWill }), 5);
+
+    const gw = await gateway();
+    await gw.subscribeAsync(topics.presence("d1-will"), { qos: 1 });
+    const onGateway = recorder(gw);
+    const lastWords = JSON.stringify({ online: false, n: randomUUID() });
+    const d1 = await device("d1-will", { will: { topic: topics.presence("d1-will"), payload: Buffer.from(lastWords), qos: 1, retain: false } });
+    d1.stream.destroy(); // an unclean disconnect fires the will
+    await onGateway.waitFor(lastWords);
+  });
+
+  it("takes the next port when the requested one is in use", async () => {
+    const { port, blocker } = await occupyPortWithFreeNeighbour();
+    try {
+      const other = await startEmbeddedBroker({ port, host: "127.0.0.1", topics, gatewayCredentials, log });
+      try {
+        assert.equal(other.port, port + 1);
+        assert.equal(other.url, `mqtt://127.0.0.1:${port + 1}`);
+        const gw = await connectAsync(other.url, { protocolVersion: 4, reconnectPeriod: 0, clientId: "gw-port", ...gatewayCredentials });
+        await gw.endAsync();
+      } finally {
+        await other.close();
+      }
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  });
+});
+
+/** The SUBACK's return codes; mqtt.js rejects a SUBACK that holds a failure (128), so read them from the error too. */
+async function grantedQos(client: MqttClient, filters: string[]): Promise<number[]> {
+  try {
+    return (await client.subscribeAsync(filters, { qos: 1 })).map((g) => g.qos);
+  } catch (err) {
+    const granted = (err as { packet?: { granted?: unknown } }).packet?.granted;
+    if (!Array.isArray(granted)) throw err;
+    return granted.map((g: unknown) => (typeof g === "number" ? g : Number((g as { qos?: unknown }).qos)));
+  }
+}
+
+/** Occupies a free port whose successor is free too, so the expected fallback is known. */
+async function occupyPortWithFreeNeighbour(): Promise<{ port: number; blocker: net.Server }> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await findFreePort();
+    if (port >= 65535) continue;
+    const blocker = net.createServer();
+    const neighbour = net.createServer();
+    try {
+      await listen(blocker, port);
+      await listen(neighbour, port + 1);
+      await new Promise((resolve) => neighbour.close(resolve));
+      return { port, blocker };
+    } catch {
+      blocker.close();
+      neighbour.close();
+    }
+  }
+  throw new Error("no free pair of ports found");
+}
+
+function listen(server: net.Server, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ port, host: "127.0.0.1", exclusive: true }, () => resolve());
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
