@@ -88,7 +88,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     stack.push(() => mqtt.close());
 
     const pubSub = createGatewayPubSub(
-      new MqttEventTarget(mqtt, topics, reviveEvent, (error) => log.warn({ err: (error as Error).message }, "event bus error")),
+      await MqttEventTarget.open(mqtt, topics, reviveEvent, (error) => log.warn({ err: (error as Error).message }, "event bus error")),
     );
     const catalog = new CommandCatalog();
     const lifecycle = new CommandLifecycle(commandRepository, clock, metrics);

@@ -12,12 +12,25 @@ type Listener = ((event: Event) => void) | { handleEvent(event: Event): void };
 export class MqttEventTarget {
   private readonly listeners = new Map<string, Set<Listener>>();
 
-  constructor(
+  private constructor(
     private readonly mqtt: MqttConnection,
     private readonly topics: Topics,
     private readonly revive: (type: string, data: unknown) => unknown,
     private readonly onError: (error: unknown) => void,
   ) {}
+
+  /** Subscribes to the whole bus up front, so no event is missed while a first listener's subscription is set up. */
+  static async open(
+    mqtt: MqttConnection,
+    topics: Topics,
+    revive: (type: string, data: unknown) => unknown,
+    onError: (error: unknown) => void,
+  ): Promise<MqttEventTarget> {
+    const target = new MqttEventTarget(mqtt, topics, revive, onError);
+    const prefix = topics.bus("");
+    await mqtt.subscribe(topics.busFilter(), (topic, payload) => target.deliver(topic.slice(prefix.length), payload));
+    return target;
+  }
 
   addEventListener(type: string, listener: Listener | null): void {
     if (!listener) return;
@@ -25,7 +38,6 @@ export class MqttEventTarget {
     if (!set) {
       set = new Set();
       this.listeners.set(type, set);
-      this.mqtt.subscribe(this.topics.bus(type), (_topic, payload) => this.deliver(type, payload)).catch(this.onError);
     }
     set.add(listener);
   }

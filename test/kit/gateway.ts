@@ -1,0 +1,97 @@
+import { startGateway, type Gateway } from "../../src/app";
+import { signToken, type TokenClaims } from "../../src/auth/jwt";
+import { loadConfig } from "../../src/config";
+import { createSimulatedDevice, type DeviceClient, type SimulationOptions } from "../../src/device-sdk";
+import { createLogger } from "../../src/logger";
+import { CommandDocument, type CommandStatus } from "../generated/graphql";
+import { GraphQLTestClient } from "./graphql-client";
+import { MOSQUITTO_URL, testStoreUri, uniqueName } from "./store";
+
+export const TEST_JWT_SECRET = "test-secret-0123456789-abcdefghijklmnop";
+
+export interface TestGatewayOptions {
+  /** `aedes`: the gateway's embedded broker; `mosquitto`: the machine's Mosquitto with a private topic prefix. */
+  broker?: "aedes" | "mosquitto";
+  /** Extra environment, e.g. MQTT_SHARED_GROUP. */
+  env?: Record<string, string>;
+  /** Reuse a database (a restart); default a fresh one. */
+  database?: string;
+}
+
+export interface TestGateway {
+  gateway: Gateway;
+  url: string;
+  database: string;
+  topicPrefix: string;
+  tenant: string;
+  /** A client signed for a role of `tenant` (or any claims). */
+  as(role: "admin" | "operator" | "viewer", claims?: Partial<TokenClaims>): Promise<GraphQLTestClient>;
+  /** Registers a device in `tenant` (through the API, as admin) and connects a simulated one. */
+  device(id: string, model: string, options?: Partial<SimulationOptions> & { site?: string; connect?: boolean }): Promise<DeviceClient>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a gateway in this process on the real store and a real broker, with a fresh database;
+ * `stop()` stops it and its devices (call it from an `after` hook).
+ */
+export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
+  const database = options.database ?? uniqueName("t_");
+  const topicPrefix = uniqueName("t");
+  const env: Record<string, string> = {
+    MONGODB_URI: await testStoreUri(),
+    MONGODB_DB: database,
+    MQTT_TOPIC_PREFIX: topicPrefix,
+    MQTT_PORT: "0",
+    PORT: "0",
+    HOST: "127.0.0.1",
+    JWT_SECRET: TEST_JWT_SECRET,
+    DEMO: "0",
+    SWEEP_INTERVAL_MS: "100",
+    ...(options.broker === "mosquitto" ? { MQTT_URL: MOSQUITTO_URL } : {}),
+    ...options.env,
+  };
+  const gateway = await startGateway(loadConfig(env), createLogger(process.env.TEST_LOG_LEVEL ?? "warn"));
+  const url = `http://127.0.0.1:${gateway.port}`;
+  const tenant = uniqueName("tenant-");
+  const devices: DeviceClient[] = [];
+  let stopped = false;
+
+  const as = async (role: "admin" | "operator" | "viewer", claims: Partial<TokenClaims> = {}) =>
+    new GraphQLTestClient(url, { token: await signToken(TEST_JWT_SECRET, { sub: `${role}-user`, tenant, roles: [role], ...claims }) });
+
+  const testGateway: TestGateway = {
+    gateway,
+    url,
+    database,
+    topicPrefix,
+    tenant,
+    as,
+    async device(id, model, deviceOptions = {}) {
+      const { site = "site-a", connect = true, ...simulation } = deviceOptions;
+      await gateway.services.devices.register({ kind: "user", id: "kit", tenant, roles: ["admin"] }, { id, site, model });
+      const client = createSimulatedDevice({ deviceId: id, model, brokerUrl: gateway.mqttUrl, topicPrefix, latencyMs: [0, 0], ...simulation });
+      devices.push(client);
+      if (connect) await client.start();
+      return client;
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await Promise.all(devices.map((d) => d.stop({ graceful: false }).catch(() => undefined)));
+      await gateway.stop();
+    },
+  };
+  return testGateway;
+}
+
+/** Polls `command(id)` until it reaches `status` (for when a subscription would start too late). */
+export async function waitForStatus(client: GraphQLTestClient, id: string, status: CommandStatus, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { command } = await client.data(CommandDocument, { id });
+    if (command?.status === status) return command;
+    if (Date.now() > deadline) throw new Error(`command ${id} is ${command?.status ?? "missing"}, not ${status}, after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

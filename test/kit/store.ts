@@ -1,0 +1,31 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startEmbeddedStore, type EmbeddedStore } from "../../src/embedded/ferretdb";
+import { createLogger } from "../../src/logger";
+
+let started: Promise<EmbeddedStore> | undefined;
+
+/**
+ * The MongoDB-wire store for tests: the one the runner started (TEST_MONGODB_URI), or, when a test
+ * file runs on its own, an embedded FerretDB started for this process. Each test uses its own database.
+ */
+export async function testStoreUri(): Promise<string> {
+  if (process.env.TEST_MONGODB_URI) return process.env.TEST_MONGODB_URI;
+  started ??= (async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "gateway-test-store-"));
+    const store = await startEmbeddedStore({ dataDir, log: createLogger("warn") });
+    process.once("exit", () => rmSync(dataDir, { recursive: true, force: true }));
+    return store;
+  })();
+  return (await started).uri;
+}
+
+export async function stopTestStore(): Promise<void> {
+  if (started) await (await started).stop();
+  started = undefined;
+}
+
+export const MOSQUITTO_URL = process.env.TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883";
+
+export const uniqueName = (prefix: string) => `${prefix}${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
