@@ -21,7 +21,7 @@ const MODULE = "github.com/FerretDB/FerretDB";
 /** Where the binary lives once built. */
 export function ferretdbBinaryPath(env = process.env) {
   const cacheRoot = env.FERRETDB_CACHE_DIR || path.join(os.homedir(), ".cache", "iot-gateway");
-  return path.join(cacheRoot, `ferretdb-${FERRETDB_VERSION}`, "bin", "ferretdb");
+  return path.resolve(cacheRoot, `ferretdb-${FERRETDB_VERSION}`, "bin", "ferretdb");
 }
 
 /**

@@ -4,6 +4,7 @@ import { Authenticator } from "./auth/authenticator";
 import { JwtVerifier, type JwtSettings } from "./auth/jwt";
 import { CommandCatalog } from "./catalog/catalog";
 import { systemClock, type Clock } from "./clock";
+import { KeyedSerial } from "./common/keyed-serial";
 import { CommandService } from "./commands/command-service";
 import { Dispatcher } from "./commands/dispatcher";
 import { CommandLifecycle } from "./commands/lifecycle";
@@ -94,10 +95,12 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const lifecycle = new CommandLifecycle(commandRepository, clock, metrics);
     lifecycle.onTransition((command) => pubSub.publish(Topic.CommandUpdated, toCommandUpdate(command)));
 
+    const perDevice = new KeyedSerial();
     const dispatcher = new Dispatcher(
       commandRepository,
       deviceRepository,
       lifecycle,
+      perDevice,
       (command, message) => mqtt.publish(topics.commands(command.deviceId), message, { qos: 1 }),
       clock,
       config.replicaId,
@@ -107,7 +110,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     stack.push(() => dispatcher.stop());
     const commandService = new CommandService(commandRepository, deviceRepository, catalog, lifecycle, dispatcher, clock);
     const deviceService = new DeviceService(deviceRepository, clock);
-    const replies = new ReplyIngest(commandRepository, lifecycle, clock, metrics, log.child({ component: "replies" }));
+    const replies = new ReplyIngest(commandRepository, lifecycle, perDevice, clock, metrics, log.child({ component: "replies" }));
     const presence = new PresenceIngest(
       deviceRepository,
       (deviceId, { cameOnline, replayed }) => dispatcher.kick(deviceId, { redeliver: cameOnline || replayed }),

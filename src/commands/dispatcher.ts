@@ -1,4 +1,5 @@
 import type { Clock } from "../clock";
+import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
 import type { CommandRepository } from "../store/command-repository";
@@ -27,6 +28,7 @@ export class Dispatcher {
     private readonly commands: CommandRepository,
     private readonly devices: DeviceRepository,
     private readonly lifecycle: CommandLifecycle,
+    private readonly perDevice: KeyedSerial,
     private readonly publish: CommandPublisher,
     private readonly clock: Clock,
     private readonly owner: string,
@@ -87,12 +89,14 @@ export class Dispatcher {
         await this.devices.acquireDispatchLease(deviceId, this.owner, now, LEASE_MS);
         await this.publish(command, encodeCommandMessage(command));
         this.metrics.commandsPublished.inc({ kind: "send" });
-        const sentAt = this.clock.now();
-        await this.lifecycle.apply(command.id, "publishAcked", {
-          set: { sentAt, deadline: new Date(sentAt.getTime() + command.timeoutSeconds * 1000) },
-          event: { at: sentAt, actor: "gateway" },
-          // Only the attempt that was claimed (a retry in between removes the claim).
-          where: { claim: { $exists: true }, attempt: command.attempt },
+        await this.perDevice.run(deviceId, () => {
+          const sentAt = this.clock.now();
+          return this.lifecycle.apply(command.id, "publishAcked", {
+            set: { sentAt, deadline: new Date(sentAt.getTime() + command.timeoutSeconds * 1000) },
+            event: { at: sentAt, actor: "gateway" },
+            // Only the attempt that was claimed (a retry in between removes the claim).
+            where: { claim: { $exists: true }, attempt: command.attempt },
+          });
         });
       }
     } finally {

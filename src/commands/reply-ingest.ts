@@ -1,4 +1,5 @@
 import type { Clock } from "../clock";
+import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
 import type { CommandRepository, TransitionChange } from "../store/command-repository";
@@ -25,13 +26,14 @@ export class ReplyIngest {
   constructor(
     private readonly commands: CommandRepository,
     private readonly lifecycle: CommandLifecycle,
+    private readonly perDevice: KeyedSerial,
     private readonly clock: Clock,
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {}
 
   async handle(deviceId: string, payload: Buffer): Promise<ReplyOutcome> {
-    const outcome = await this.apply(deviceId, payload);
+    const outcome = await this.perDevice.run(deviceId, () => this.apply(deviceId, payload));
     if (outcome !== "applied") {
       this.metrics.repliesRejected.inc({ reason: outcome });
       this.log.debug({ deviceId, outcome }, "reply rejected");
