@@ -1,19 +1,26 @@
 import "reflect-metadata";
 import type { GraphQLSchema } from "graphql";
 import { DateTimeResolver } from "graphql-scalars";
-import { buildSchema, type ContainerType } from "type-graphql";
+import { buildSchema, type ContainerType, type MiddlewareFn } from "type-graphql";
 import type { GatewayPubSub } from "../src/events/pubsub";
+import { ApiKeyResolver } from "./apikeys/api-key.resolver";
 import { CommandTypeResolver } from "./catalog/command-type.resolver";
 import { CommandResolver } from "./commands/command.resolver";
 import { DeviceResolver } from "./devices/device.resolver";
+import type { GatewayContext } from "./context.type";
 import { mapGatewayErrors } from "./error-mapping";
 
-export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver] as const;
+export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver, ApiKeyResolver] as const;
 
 /** Resolver instances, built with their services in the composition root. */
 export type ResolverInstances = Array<InstanceType<(typeof RESOLVERS)[number]>>;
 
-export function buildGatewaySchema(options: { pubSub: GatewayPubSub; resolvers?: ResolverInstances }): Promise<GraphQLSchema> {
+export function buildGatewaySchema(options: {
+  pubSub: GatewayPubSub;
+  resolvers?: ResolverInstances;
+  /** Run inside the error mapping, e.g. rate limits. */
+  middlewares?: Array<MiddlewareFn<GatewayContext>>;
+}): Promise<GraphQLSchema> {
   const instances = new Map<unknown, unknown>((options.resolvers ?? []).map((r) => [r.constructor, r]));
   const container: ContainerType = {
     get(someClass) {
@@ -27,7 +34,7 @@ export function buildGatewaySchema(options: { pubSub: GatewayPubSub; resolvers?:
     container,
     pubSub: options.pubSub,
     scalarsMap: [{ type: Date, scalar: DateTimeResolver }],
-    globalMiddlewares: [mapGatewayErrors],
+    globalMiddlewares: [mapGatewayErrors, ...(options.middlewares ?? [])],
     validate: false,
     emitSchemaFile: false,
   });

@@ -1,10 +1,12 @@
 import "reflect-metadata";
 import { randomBytes } from "node:crypto";
+import { ApiKeyService } from "./apikeys/api-key-service";
 import { Authenticator } from "./auth/authenticator";
 import { JwtVerifier, type JwtSettings } from "./auth/jwt";
 import { CommandCatalog } from "./catalog/catalog";
 import { systemClock, type Clock } from "./clock";
 import { KeyedSerial } from "./common/keyed-serial";
+import { TokenBuckets } from "./common/token-bucket";
 import { CommandService } from "./commands/command-service";
 import { Dispatcher } from "./commands/dispatcher";
 import { CommandLifecycle } from "./commands/lifecycle";
@@ -21,13 +23,16 @@ import type { Logger } from "./logger";
 import { MqttConnection } from "./mqtt/connection";
 import { createTopics } from "./mqtt/topics";
 import { Metrics } from "./observability/metrics";
-import { startHttpServer } from "./server/http-server";
+import { startHttpServer, WS_FORBIDDEN } from "./server/http-server";
+import { ApiKeyRepository } from "./store/api-key-repository";
 import { CommandRepository } from "./store/command-repository";
 import { connectDatabase } from "./store/database";
 import { DeviceRepository } from "./store/device-repository";
+import { ApiKeyResolver } from "../resolvers/apikeys/api-key.resolver";
 import { CommandTypeResolver } from "../resolvers/catalog/command-type.resolver";
 import { CommandResolver } from "../resolvers/commands/command.resolver";
 import { DeviceResolver } from "../resolvers/devices/device.resolver";
+import { rateLimitMutations } from "../resolvers/rate-limit.middleware";
 import { buildGatewaySchema } from "../resolvers/schema";
 
 export interface Gateway {
@@ -38,8 +43,8 @@ export interface Gateway {
   mongodbUri: string;
   /** Set when no JWT configuration was given and a random secret was made (the embedded default). */
   generatedJwtSecret?: string;
-  services: { commands: CommandService; devices: DeviceService; catalog: CommandCatalog };
-  repositories: { commands: CommandRepository; devices: DeviceRepository };
+  services: { commands: CommandService; devices: DeviceService; catalog: CommandCatalog; apiKeys: ApiKeyService };
+  repositories: { commands: CommandRepository; devices: DeviceRepository; apiKeys: ApiKeyRepository };
   stop(): Promise<void>;
 }
 
@@ -73,7 +78,8 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     stack.push(() => database.close());
     const commandRepository = new CommandRepository(database.db);
     const deviceRepository = new DeviceRepository(database.db);
-    await Promise.all([commandRepository.ensureIndexes(), deviceRepository.ensureIndexes()]);
+    const apiKeyRepository = new ApiKeyRepository(database.db);
+    await Promise.all([commandRepository.ensureIndexes(), deviceRepository.ensureIndexes(), apiKeyRepository.ensureIndexes()]);
 
     let mqttUrl = config.mqttUrl;
     let mqttCredentials = { username: config.mqttUsername, password: config.mqttPassword };
@@ -108,7 +114,9 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       log.child({ component: "dispatcher" }),
     );
     stack.push(() => dispatcher.stop());
-    const commandService = new CommandService(commandRepository, deviceRepository, catalog, lifecycle, dispatcher, clock);
+    const commandService = new CommandService(commandRepository, deviceRepository, catalog, lifecycle, dispatcher, clock, {
+      maxQueuedPerDevice: config.maxQueuedPerDevice,
+    });
     const deviceService = new DeviceService(deviceRepository, clock);
     const replies = new ReplyIngest(commandRepository, lifecycle, perDevice, clock, metrics, log.child({ component: "replies" }));
     const presence = new PresenceIngest(
@@ -135,11 +143,18 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const jwtSettings: JwtSettings = config.jwtJwksUrl
       ? { kind: "jwks", url: config.jwtJwksUrl, issuer: config.jwtIssuer, audience: config.jwtAudience }
       : { kind: "secret", secret: (config.jwtSecret ?? generatedJwtSecret)!, issuer: config.jwtIssuer, audience: config.jwtAudience };
-    const authenticator = new Authenticator(new JwtVerifier(jwtSettings));
+    const apiKeyService = new ApiKeyService(apiKeyRepository, catalog, clock);
+    const authenticator = new Authenticator(new JwtVerifier(jwtSettings), apiKeyService);
 
     const schema = await buildGatewaySchema({
       pubSub,
-      resolvers: [new CommandResolver(commandService, deviceService), new DeviceResolver(deviceService), new CommandTypeResolver(catalog)],
+      resolvers: [
+        new CommandResolver(commandService, deviceService),
+        new DeviceResolver(deviceService),
+        new CommandTypeResolver(catalog),
+        new ApiKeyResolver(apiKeyService),
+      ],
+      middlewares: [rateLimitMutations(new TokenBuckets(config.rateLimitMutationsPerMinute, clock))],
     });
     const http = await startHttpServer({
       schema,
@@ -148,18 +163,28 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       isReady: () => database.isConnected() && mqtt.isConnected(),
       port: config.port,
       host: config.host,
-      production: config.production,
+      introspection: config.introspection,
       log,
     });
     stack.push(() => http.close());
+
+    // A revoked key's open WebSockets are closed on every replica, not only on the one that revoked it.
+    apiKeyService.onRevoked((key) => pubSub.publish(Topic.ApiKeyRevoked, { id: key.id }));
+    const revocations = pubSub.subscribe(Topic.ApiKeyRevoked);
+    void (async () => {
+      for await (const { id } of revocations) {
+        http.closeConnections((principal) => principal.kind === "apiKey" && principal.id === id, WS_FORBIDDEN, "API key revoked");
+      }
+    })();
+    stack.push(async () => void (await revocations.return?.()));
 
     return {
       port: http.port,
       mqttUrl,
       mongodbUri,
       generatedJwtSecret,
-      services: { commands: commandService, devices: deviceService, catalog },
-      repositories: { commands: commandRepository, devices: deviceRepository },
+      services: { commands: commandService, devices: deviceService, catalog, apiKeys: apiKeyService },
+      repositories: { commands: commandRepository, devices: deviceRepository, apiKeys: apiKeyRepository },
       stop,
     };
   } catch (error) {

@@ -23,6 +23,12 @@ export interface Config {
   replicaId: string;
   /** How often the sweeper looks for due deadlines, expiries and stalled queues. */
   sweepIntervalMs: number;
+  /** Introspection and the landing page; default on, off with NODE_ENV=production unless GRAPHQL_INTROSPECTION=1. */
+  introspection: boolean;
+  /** Mutations one principal may make per minute (a token bucket per replica). */
+  rateLimitMutationsPerMinute: number;
+  /** QUEUED commands one device may have; a send beyond it is RATE_LIMITED. */
+  maxQueuedPerDevice: number;
 }
 
 export class ConfigError extends Error {
@@ -34,6 +40,8 @@ export class ConfigError extends Error {
 const port = (fallback: number) =>
   z.coerce.number({ error: "must be a number" }).int("must be an integer").min(0, "must be 0..65535").max(65535, "must be 0..65535").default(fallback);
 const optional = z.string().trim().min(1).optional();
+const positiveInt = (fallback: number, max: number) =>
+  z.coerce.number({ error: "must be a number" }).int("must be an integer").min(1, "must be at least 1").max(max, `must be at most ${max}`).default(fallback);
 const url = (protocols: string[]) =>
   z
     .string()
@@ -72,6 +80,9 @@ const schema = z
     NODE_ENV: z.string().optional(),
     REPLICA_ID: z.string().trim().regex(/^[A-Za-z0-9_-]{1,40}$/, "must be 1-40 letters, digits, _ or -").optional(),
     SWEEP_INTERVAL_MS: z.coerce.number({ error: "must be a number" }).int().min(50, "must be at least 50").max(60_000, "must be at most 60000").default(250),
+    GRAPHQL_INTROSPECTION: z.enum(["0", "1", "false", "true"], { error: "must be 0 or 1" }).optional(),
+    RATE_LIMIT_MUTATIONS_PER_MINUTE: positiveInt(600, 1_000_000),
+    MAX_QUEUED_PER_DEVICE: positiveInt(1000, 1_000_000),
   })
   .superRefine((env, ctx) => {
     if (env.JWT_SECRET && env.JWT_JWKS_URL) ctx.addIssue({ code: "custom", path: ["JWT_JWKS_URL"], message: "set either JWT_SECRET or JWT_JWKS_URL, not both" });
@@ -109,5 +120,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     production: e.NODE_ENV === "production",
     replicaId: e.REPLICA_ID ?? `${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
+    introspection: e.GRAPHQL_INTROSPECTION === undefined ? e.NODE_ENV !== "production" : e.GRAPHQL_INTROSPECTION === "1" || e.GRAPHQL_INTROSPECTION === "true",
+    rateLimitMutationsPerMinute: e.RATE_LIMIT_MUTATIONS_PER_MINUTE,
+    maxQueuedPerDevice: e.MAX_QUEUED_PER_DEVICE,
   };
 }

@@ -19,4 +19,7 @@ export const notFound = (what: string, id: string) => new GatewayError("NOT_FOUN
 export const conflict = (message: string, details: Record<string, unknown> = {}) => new GatewayError("CONFLICT", message, details);
 /** `field` names an argument; `pointer` is a JSON pointer into a JSON payload (RFC 6901). */
 export const badInput = (message: string, where: { field?: string; pointer?: string } = {}) => new GatewayError("BAD_USER_INPUT", message, where);
+/** `retryAfterSeconds`: when trying again may succeed. */
+export const rateLimited = (message: string, retryAfterSeconds: number, details: Record<string, unknown> = {}) =>
+  new GatewayError("RATE_LIMITED", message, { retryAfterSeconds, ...details });
 export const unavailable = (message = "The store or the broker is unavailable; try again") => new GatewayError("UNAVAILABLE", message);

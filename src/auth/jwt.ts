@@ -51,7 +51,8 @@ export class JwtVerifier {
     const claims = claimsSchema.safeParse(payload);
     if (!claims.success) throw unauthenticated("Token lacks valid sub, tenant or roles claims");
     const { sub, tenant, roles, sites } = claims.data;
-    return { kind: "user", id: sub, tenant, roles, ...(sites ? { sites } : {}) };
+    const expiresAt = ((payload as { exp: number }).exp + CLOCK_TOLERANCE_SECONDS) * 1000;
+    return { kind: "user", id: sub, tenant, roles, ...(sites ? { sites } : {}), expiresAt };
   }
 }
 

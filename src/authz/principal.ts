@@ -3,7 +3,16 @@ export const ROLES = ["admin", "operator", "viewer"] as const;
 export type Role = (typeof ROLES)[number];
 
 export type Principal =
-  | { kind: "user"; id: string; tenant: string; roles: Role[]; /** absent: every site of the tenant */ sites?: string[] }
+  | {
+      kind: "user";
+      id: string;
+      tenant: string;
+      roles: Role[];
+      /** absent: every site of the tenant */
+      sites?: string[];
+      /** Epoch ms after which the token is no longer accepted: a WebSocket opened with it is closed then. */
+      expiresAt?: number;
+    }
   | { kind: "apiKey"; id: string; tenant: string; commandTypes: string[] }
   | { kind: "rule"; id: `rule:${string}`; tenant: string; commandType: string };
 

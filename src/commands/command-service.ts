@@ -5,7 +5,7 @@ import { sourceOf, type Principal } from "../authz/principal";
 import type { CommandCatalog } from "../catalog/catalog";
 import type { Clock } from "../clock";
 import { decodeCursor, encodeCursor, pageSize, toPage, type Page } from "../common/pagination";
-import { badInput, conflict, forbidden, notFound } from "../errors";
+import { badInput, conflict, forbidden, notFound, rateLimited } from "../errors";
 import { DEVICE_ID_PATTERN } from "../mqtt/topics";
 import type { CommandQuery, CommandRepository } from "../store/command-repository";
 import type { DeviceRepository } from "../store/device-repository";
@@ -32,6 +32,15 @@ export interface DispatchTrigger {
   kick(deviceId: string): void;
 }
 
+export interface CommandLimits {
+  /** QUEUED commands a device may have; one more is RATE_LIMITED (a full queue, not a state conflict). */
+  maxQueuedPerDevice: number;
+}
+
+export const DEFAULT_COMMAND_LIMITS: CommandLimits = { maxQueuedPerDevice: 1000 };
+/** What a sender of a refused command is told to wait: a queue drains as fast as its device comes online. */
+const QUEUE_FULL_RETRY_SECONDS = 60;
+
 export const MAX_TIMEOUT_SECONDS = 86_400;
 export const MAX_EXPIRES_IN_SECONDS = 30 * 86_400;
 const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
@@ -48,6 +57,7 @@ export class CommandService {
     private readonly lifecycle: CommandLifecycle,
     private readonly dispatch: DispatchTrigger,
     private readonly clock: Clock,
+    private readonly limits: CommandLimits = DEFAULT_COMMAND_LIMITS,
   ) {}
 
   async send(principal: Principal, request: SendCommandRequest): Promise<Command> {
@@ -87,14 +97,21 @@ export class CommandService {
       history: [{ status: "QUEUED", at: now, actor: principal.id }],
     };
 
+    // A soft cap: concurrent sends may pass it together by a few. A resend of a stored command is still answered.
+    if ((await this.commands.count({ deviceId: device.id, status: "QUEUED" })) >= this.limits.maxQueuedPerDevice) {
+      const resent = key === undefined ? null : await this.commands.findById(command.id);
+      if (!resent) {
+        throw rateLimited(`Device ${JSON.stringify(device.id)} already has ${this.limits.maxQueuedPerDevice} queued commands`, QUEUE_FULL_RETRY_SECONDS, {
+          field: "deviceId",
+        });
+      }
+      return sameInputOrConflict(resent, inputHash);
+    }
     if (!(await this.commands.insert(command))) {
       // The id is derived from (caller, key): an existing one is the same request sent before.
       const existing = await this.commands.findById(command.id);
       if (!existing) throw conflict("The idempotency key is being used by a concurrent request; try again", { field: "idempotencyKey" });
-      if (existing.inputHash !== inputHash) {
-        throw conflict("The idempotency key was already used with a different input", { field: "idempotencyKey" });
-      }
-      return existing;
+      return sameInputOrConflict(existing, inputHash);
     }
     this.lifecycle.created(command);
     this.dispatch.kick(device.id);
@@ -141,6 +158,12 @@ function validateRequest(request: SendCommandRequest): void {
   if (idempotencyKey != null && (idempotencyKey.length < 1 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH)) {
     throw badInput(`idempotencyKey must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`, { field: "idempotencyKey" });
   }
+}
+
+/** A resend with the same key: the stored command if the input is the same, CONFLICT otherwise. */
+function sameInputOrConflict(existing: Command, inputHash: string | undefined): Command {
+  if (existing.inputHash !== inputHash) throw conflict("The idempotency key was already used with a different input", { field: "idempotencyKey" });
+  return existing;
 }
 
 /** The same caller and key always name the same command, so the unique _id makes a resend a no-op. */

@@ -5,6 +5,8 @@ import type { Command } from "../commands/command";
 export enum Topic {
   CommandUpdated = "COMMAND_UPDATED",
   AlertRaised = "ALERT_RAISED",
+  /** Every replica closes the connections that authenticated with the key. */
+  ApiKeyRevoked = "API_KEY_REVOKED",
 }
 
 /** What travels on the bus: the command without its internal bookkeeping. */
@@ -13,6 +15,7 @@ export type CommandUpdate = Omit<Command, "claim" | "inputHash">;
 export type PubSubArgs = {
   [Topic.CommandUpdated]: [CommandUpdate];
   [Topic.AlertRaised]: [Record<string, unknown>];
+  [Topic.ApiKeyRevoked]: [{ id: string }];
 };
 
 export type GatewayPubSub = ReturnType<typeof createPubSub<PubSubArgs>>;

@@ -18,13 +18,13 @@ export function credentialsFromConnectionParams(params: Record<string, unknown> 
   return { authorization: text(params?.authorization ?? params?.Authorization), apiKey: text(params?.apiKey) };
 }
 
-/** Authenticates an HTTP request; a refusal is a 401 with the contract's code. */
+/** Authenticates an HTTP request; a refusal is a 401 (a revoked API key: 403) with the contract's code. */
 export async function principalForRequest(authenticator: Authenticator, credentials: Credentials): Promise<Principal> {
   try {
     return await authenticator.authenticate(credentials);
   } catch (error) {
     if (error instanceof GatewayError) {
-      throw new GraphQLError(error.message, { extensions: { code: error.code, http: { status: 401 } } });
+      throw new GraphQLError(error.message, { extensions: { code: error.code, http: { status: error.code === "FORBIDDEN" ? 403 : 401 } } });
     }
     throw error;
   }

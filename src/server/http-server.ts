@@ -7,11 +7,13 @@ import { expressMiddleware } from "@as-integrations/express5";
 import express, { type ErrorRequestHandler } from "express";
 import type { GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
-import { WebSocketServer } from "ws";
+import { WebSocketServer, type WebSocket } from "ws";
 import type { Authenticator } from "../auth/authenticator";
 import type { Principal } from "../authz/principal";
+import { GatewayError } from "../errors";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
+import { costLimitPlugin, LIMIT_RULES, PARSE_OPTIONS, prepareOperation } from "./query-limits";
 import type { GatewayContext } from "../../resolvers/context.type";
 import { credentialsFromConnectionParams, credentialsFromHeaders, principalForRequest } from "./context";
 import { createFormatError } from "./format-error";
@@ -24,18 +26,26 @@ export interface HttpServerOptions {
   isReady: () => boolean;
   port: number;
   host: string;
-  production: boolean;
+  /** Introspection, the landing page and schema hints in errors ("Did you mean …?"). */
+  introspection: boolean;
   log: Logger;
 }
 
 export interface RunningHttpServer {
   server: Server;
   port: number;
+  /** Closes the WebSocket connections whose principal matches, e.g. those of a revoked API key. */
+  closeConnections(match: (principal: Principal) => boolean, code: number, reason: string): void;
   close(): Promise<void>;
 }
 
 export const MAX_BODY_BYTES = 100 * 1024;
 const GRAPHQL_PATH = "/graphql";
+/** WebSocket close codes: no valid credentials; valid credentials that are allowed nothing (a revoked API key). */
+export const WS_UNAUTHORIZED = 4401;
+export const WS_FORBIDDEN = 4403;
+/** setTimeout's limit; a token valid for longer is simply not closed by a timer. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** GraphQL over HTTP (Apollo 5 on Express 5) and WebSocket (graphql-ws) on one port and path, plus health and metrics. */
 export async function startHttpServer(options: HttpServerOptions): Promise<RunningHttpServer> {
@@ -45,22 +55,38 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   const server = createServer(app);
 
   const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: MAX_BODY_BYTES });
+  const authenticated = new Map<WebSocket, Principal>();
   const wsCleanup = useServer<Record<string, unknown>, { principal: Principal }>(
     {
       schema,
       context: (ctx): GatewayContext => ({ principal: ctx.extra.principal! }),
       onConnect: async (ctx) => {
+        const socket = ctx.extra.socket;
+        let principal: Principal;
         try {
-          ctx.extra.principal = await authenticator.authenticate(credentialsFromConnectionParams(ctx.connectionParams));
-          return true;
-        } catch {
-          // 4401: no valid credentials (graphql-ws would otherwise say 4403 for every refusal).
-          ctx.extra.socket.close(4401, "Unauthorized");
+          principal = await authenticator.authenticate(credentialsFromConnectionParams(ctx.connectionParams));
+        } catch (error) {
+          // graphql-ws would say 4403 for every refusal; 4401 tells a client to get new credentials.
+          if (error instanceof GatewayError && error.code === "FORBIDDEN") socket.close(WS_FORBIDDEN, "Forbidden");
+          else socket.close(WS_UNAUTHORIZED, "Unauthorized");
           return false;
         }
+        ctx.extra.principal = principal;
+        authenticated.set(socket, principal);
+        const expiresIn = principal.kind === "user" && principal.expiresAt !== undefined ? principal.expiresAt - Date.now() : undefined;
+        const expiry =
+          expiresIn !== undefined && expiresIn < MAX_TIMER_MS ? setTimeout(() => socket.close(WS_UNAUTHORIZED, "Token expired"), Math.max(0, expiresIn)) : undefined;
+        socket.once("close", () => {
+          clearTimeout(expiry);
+          authenticated.delete(socket);
+        });
+        return true;
       },
-      onSubscribe: () => {
+      onSubscribe: (_ctx, _id, payload) => {
+        const prepared = prepareOperation(schema, payload);
+        if (!("document" in prepared)) return prepared;
         metrics.subscriptions.inc();
+        return prepared;
       },
       onComplete: () => {
         metrics.subscriptions.dec();
@@ -77,8 +103,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   const apollo = new ApolloServer<GatewayContext>({
     schema,
     formatError: createFormatError(log),
-    introspection: !options.production,
+    introspection: options.introspection,
+    hideSchemaDetailsFromClientErrors: !options.introspection,
     includeStacktraceInErrorResponses: false,
+    validationRules: LIMIT_RULES,
+    parseOptions: PARSE_OPTIONS,
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer: server }),
       {
@@ -90,7 +119,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
           };
         },
       },
-      ...(options.production ? [ApolloServerPluginLandingPageDisabled()] : []),
+      costLimitPlugin<GatewayContext>(),
+      ...(options.introspection ? [] : [ApolloServerPluginLandingPageDisabled()]),
     ],
   });
   await apollo.start();
@@ -127,6 +157,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   return {
     server,
     port,
+    closeConnections(match, code, reason) {
+      for (const [socket, principal] of authenticated) if (match(principal)) socket.close(code, reason);
+    },
     close: async () => {
       await apollo.stop();
       wsServer.close();
