@@ -10,3 +10,16 @@ export function createLogger(level = process.env.LOG_LEVEL ?? "info"): Logger {
     redact: { paths: ["*.authorization", "*.password", "*.apiKey", "*.key", "*.token", "*.secret"], censor: "[redacted]" },
   });
 }
+
+/** A URL fit for logs: user name and password (e.g. `mqtt://gw:secret@host`) removed. */
+export function withoutCredentials(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (!parsed.username && !parsed.password) return url;
+    parsed.username = "";
+    parsed.password = "";
+    return parsed.toString();
+  } catch {
+    return "[unparsable URL]";
+  }
+}

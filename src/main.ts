@@ -2,7 +2,7 @@ import { startGateway } from "./app";
 import { systemClock } from "./clock";
 import { ConfigError, loadConfig } from "./config";
 import { demoInstructions, startDemo } from "./demo/demo";
-import { createLogger } from "./logger";
+import { createLogger, withoutCredentials } from "./logger";
 
 /** `npm start`: configuration from the environment, the gateway, the demo when embedded; SIGTERM/SIGINT stop it cleanly. */
 async function main(): Promise<void> {
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   } else if (gateway.generatedJwtSecret) {
     log.warn("no JWT_SECRET or JWT_JWKS_URL: a random secret was made and no tokens were printed (DEMO=0)");
   }
-  log.info({ ms: Date.now() - started, port: gateway.port, mqtt: gateway.mqttUrl }, "gateway ready");
+  log.info({ ms: Date.now() - started, port: gateway.port, mqtt: withoutCredentials(gateway.mqttUrl) }, "gateway ready");
 
   let stopping = false;
   const shutdown = async (signal: string) => {

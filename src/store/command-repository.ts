@@ -3,6 +3,7 @@ import type { Command, CommandEvent, CommandStatus } from "../commands/command";
 import { TRANSITIONS, type CommandTransition } from "../commands/state-machine";
 import { isDuplicateKeyError } from "./database";
 import { ensureIndexes } from "./indexes";
+import { escapeJsonKeys, unescapeJsonKeys } from "./json-keys";
 
 type CommandDocument = Omit<Command, "id"> & { _id: string };
 
@@ -73,7 +74,7 @@ export class CommandRepository {
     const rule = TRANSITIONS[transition];
     const filter: Filter<CommandDocument> = { _id: id, status: { $in: [...rule.from] } };
     const update: UpdateFilter<CommandDocument> = {
-      $set: { ...change.set, status: rule.to, updatedAt: now },
+      $set: { ...change.set, ...jsonFields(change.set ?? {}, escapeJsonKeys), status: rule.to, updatedAt: now },
       $push: { history: { ...change.event, status: rule.to } },
     };
     if (change.unset?.length) update.$unset = Object.fromEntries(change.unset.map((field) => [field, ""]));
@@ -149,12 +150,20 @@ export class CommandRepository {
 
 function toDocument(command: Command): CommandDocument {
   const { id, ...rest } = command;
-  return { _id: id, ...withoutUndefined(rest) } as CommandDocument;
+  return { _id: id, ...withoutUndefined({ ...rest, ...jsonFields(rest, escapeJsonKeys) }) } as CommandDocument;
 }
 
 function fromDocument(doc: CommandDocument): Command {
   const { _id, ...rest } = doc;
-  return { id: _id, ...rest };
+  return { id: _id, ...rest, ...jsonFields(rest, unescapeJsonKeys) };
+}
+
+/** The fields that hold JSON from outside, converted; absent ones stay absent. */
+function jsonFields(fields: Partial<Pick<Command, "payload" | "result">>, convert: (value: unknown) => unknown): Partial<Pick<Command, "payload" | "result">> {
+  const converted: Partial<Pick<Command, "payload" | "result">> = {};
+  if (fields.payload !== undefined) converted.payload = convert(fields.payload) as Command["payload"];
+  if (fields.result !== undefined) converted.result = convert(fields.result) as Command["result"];
+  return converted;
 }
 
 function withoutUndefined<T extends object>(value: T): T {

@@ -1,0 +1,19 @@
+/**
+ * JSON from outside (payloads, device results) is stored as data. MongoDB-wire stores refuse keys that
+ * start with `$` or contain `.` (FerretDB everywhere, MongoDB before 5.0), so such keys are escaped on
+ * the way in and restored on the way out: `~` → `~0`, `.` → `~1`, a leading `$` → `~2`. Keys without
+ * those characters are stored as they are.
+ */
+export function escapeJsonKeys(value: unknown): unknown {
+  return mapKeys(value, (key) => key.replace(/~/g, "~0").replace(/\./g, "~1").replace(/^\$/, "~2"));
+}
+
+export function unescapeJsonKeys(value: unknown): unknown {
+  return mapKeys(value, (key) => (key.includes("~") ? key.replace(/~([012])/g, (_, code: string) => ["~", ".", "$"][Number(code)]!) : key));
+}
+
+function mapKeys(value: unknown, rename: (key: string) => string): unknown {
+  if (Array.isArray(value)) return value.map((item) => mapKeys(item, rename));
+  if (value === null || typeof value !== "object" || value instanceof Date) return value;
+  return Object.fromEntries(Object.entries(value).map(([key, item]) => [rename(key), mapKeys(item, rename)]));
+}
