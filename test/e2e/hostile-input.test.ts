@@ -358,12 +358,13 @@ describe("hostile input against the gateway process", () => {
       assert.equal(r.code, "FORBIDDEN");
       assert.equal(await db.collection("devices").countDocuments(), registered);
     });
-    it("an operator or an API key creating an API key, a viewer revoking one: FORBIDDEN", async () => {
+    it("an operator or an API key creating an API key, a viewer revoking one, an operator listing them: FORBIDDEN", async () => {
       const create = 'mutation { createApiKey(name: "mine", commandTypes: ["valve.open"]) { id key } }';
       const keys = await db.collection("api_keys").countDocuments();
       assert.equal((await refused(() => gql(as("operatorA"), create))).code, "FORBIDDEN");
       assert.equal((await refused(() => gql({ apiKey: apiKeyA.key }, create))).code, "FORBIDDEN");
       assert.equal((await refused(() => gql(as("viewerA"), "mutation($id: ID!) { revokeApiKey(id: $id) }", { id: apiKeyA.id }))).code, "FORBIDDEN");
+      assert.equal((await refused(() => gql(as("operatorA"), "{ apiKeys { id name } }"))).code, "FORBIDDEN");
       assert.equal(await db.collection("api_keys").countDocuments(), keys);
     });
     it("an API key sending a type outside its list: FORBIDDEN", async () => {
