@@ -3,12 +3,13 @@ import type { GraphQLSchema } from "graphql";
 import { DateTimeResolver } from "graphql-scalars";
 import { buildSchema, type ContainerType } from "type-graphql";
 import type { GatewayPubSub } from "../src/events/pubsub";
+import { AlertResolver } from "./alerts/alert.resolver";
 import { CommandTypeResolver } from "./catalog/command-type.resolver";
 import { CommandResolver } from "./commands/command.resolver";
 import { DeviceResolver } from "./devices/device.resolver";
 import { mapGatewayErrors } from "./error-mapping";
 
-export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver] as const;
+export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver, AlertResolver] as const;
 
 /** Resolver instances, built with their services in the composition root. */
 export type ResolverInstances = Array<InstanceType<(typeof RESOLVERS)[number]>>;

@@ -1,5 +1,6 @@
 import "reflect-metadata";
 import { randomBytes } from "node:crypto";
+import { AlertService } from "./alerts/alert-service";
 import { Authenticator } from "./auth/authenticator";
 import { JwtVerifier, type JwtSettings } from "./auth/jwt";
 import { CommandCatalog } from "./catalog/catalog";
@@ -22,9 +23,11 @@ import { MqttConnection } from "./mqtt/connection";
 import { createTopics } from "./mqtt/topics";
 import { Metrics } from "./observability/metrics";
 import { startHttpServer } from "./server/http-server";
+import { AlertRepository } from "./store/alert-repository";
 import { CommandRepository } from "./store/command-repository";
 import { connectDatabase } from "./store/database";
 import { DeviceRepository } from "./store/device-repository";
+import { AlertResolver } from "../resolvers/alerts/alert.resolver";
 import { CommandTypeResolver } from "../resolvers/catalog/command-type.resolver";
 import { CommandResolver } from "../resolvers/commands/command.resolver";
 import { DeviceResolver } from "../resolvers/devices/device.resolver";
@@ -39,7 +42,7 @@ export interface Gateway {
   /** Set when no JWT configuration was given and a random secret was made (the embedded default). */
   generatedJwtSecret?: string;
   services: { commands: CommandService; devices: DeviceService; catalog: CommandCatalog };
-  repositories: { commands: CommandRepository; devices: DeviceRepository };
+  repositories: { commands: CommandRepository; devices: DeviceRepository; alerts: AlertRepository };
   stop(): Promise<void>;
 }
 
@@ -73,7 +76,8 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     stack.push(() => database.close());
     const commandRepository = new CommandRepository(database.db);
     const deviceRepository = new DeviceRepository(database.db);
-    await Promise.all([commandRepository.ensureIndexes(), deviceRepository.ensureIndexes()]);
+    const alertRepository = new AlertRepository(database.db);
+    await Promise.all([commandRepository.ensureIndexes(), deviceRepository.ensureIndexes(), alertRepository.ensureIndexes()]);
 
     let mqttUrl = config.mqttUrl;
     let mqttCredentials = { username: config.mqttUsername, password: config.mqttPassword };
@@ -94,6 +98,17 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const catalog = new CommandCatalog();
     const lifecycle = new CommandLifecycle(commandRepository, clock, metrics);
     lifecycle.onTransition((command) => pubSub.publish(Topic.CommandUpdated, toCommandUpdate(command)));
+    const alertService = new AlertService(
+      alertRepository,
+      commandRepository,
+      async (alert) => {
+        pubSub.publish(Topic.AlertRaised, alert);
+        await mqtt.publish(topics.alerts(), JSON.stringify(alert), { qos: 1 });
+      },
+      clock,
+      log.child({ component: "alerts" }),
+    );
+    lifecycle.onTransition(alertService.onCommandChange);
 
     const perDevice = new KeyedSerial();
     const dispatcher = new Dispatcher(
@@ -127,7 +142,17 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     await mqtt.subscribe(topics.allDevices("replies"), onDeviceMessage((id, payload) => replies.handle(id, payload)), config.mqttSharedGroup);
     await mqtt.subscribe(topics.allDevices("presence"), onDeviceMessage((id, payload, retained) => presence.handle(id, payload, retained)));
 
-    const sweeper = new Sweeper(commandRepository, deviceRepository, dispatcher, clock, config.sweepIntervalMs, log.child({ component: "sweeper" }));
+    const sweeper = new Sweeper(
+      commandRepository,
+      deviceRepository,
+      lifecycle,
+      dispatcher,
+      alertService,
+      perDevice,
+      clock,
+      config.sweepIntervalMs,
+      log.child({ component: "sweeper" }),
+    );
     sweeper.start();
     stack.push(() => sweeper.stop());
 
@@ -139,7 +164,12 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
 
     const schema = await buildGatewaySchema({
       pubSub,
-      resolvers: [new CommandResolver(commandService, deviceService), new DeviceResolver(deviceService), new CommandTypeResolver(catalog)],
+      resolvers: [
+        new CommandResolver(commandService, deviceService),
+        new DeviceResolver(deviceService),
+        new CommandTypeResolver(catalog),
+        new AlertResolver(alertService),
+      ],
     });
     const http = await startHttpServer({
       schema,
@@ -159,7 +189,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       mongodbUri,
       generatedJwtSecret,
       services: { commands: commandService, devices: deviceService, catalog },
-      repositories: { commands: commandRepository, devices: deviceRepository },
+      repositories: { commands: commandRepository, devices: deviceRepository, alerts: alertRepository },
       stop,
     };
   } catch (error) {

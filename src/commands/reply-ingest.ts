@@ -75,7 +75,10 @@ export class ReplyIngest {
       set.completedAt = now;
       if (!command.deliveredAt) set.deliveredAt = now;
       if (reply.status === "SUCCEEDED") set.result = reply.result ?? {};
-      else set.error = reply.error;
+      else {
+        set.error = reply.error;
+        set.pendingAlert = { kind: "FAILED", level: command.escalation?.level ?? 0, attempt: command.attempt };
+      }
     }
     return {
       set,

@@ -45,6 +45,7 @@ export class CommandRepository {
       { key: { deviceId: 1, status: 1, createdAt: 1 }, name: "device_queue" },
       { key: { status: 1, deadline: 1 }, name: "status_deadline" },
       { key: { status: 1, expiresAt: 1 }, name: "status_expiry" },
+      { key: { "pendingAlert.kind": 1 }, name: "pending_alert" },
     ]);
   }
 
@@ -84,7 +85,7 @@ export class CommandRepository {
     return doc ? fromDocument(doc) : null;
   }
 
-  /** Changes fields without changing the status (escalation, dispatch claims). */
+  /** Changes fields without changing the status (escalation, alert bookkeeping). */
   async update(id: string, where: Filter<CommandDocument>, update: UpdateFilter<CommandDocument>): Promise<Command | null> {
     const doc = await this.collection.findOneAndUpdate({ $and: [{ _id: id }, where] }, update, { returnDocument: "after" });
     return doc ? fromDocument(doc) : null;
@@ -137,6 +138,31 @@ export class CommandRepository {
     return docs.map(fromDocument);
   }
 
+  /** SENT or DELIVERED commands past their deadline, oldest deadline first. */
+  async findOverdue(now: Date, limit: number): Promise<Command[]> {
+    const docs = await this.collection
+      .find({ status: { $in: ["SENT", "DELIVERED"] }, deadline: { $lte: now } })
+      .sort({ deadline: 1 })
+      .limit(limit)
+      .toArray();
+    return docs.map(fromDocument);
+  }
+
+  /** QUEUED commands past their expiry that no dispatcher has taken (a taken one may already be on its way). */
+  async findExpired(now: Date, limit: number): Promise<Command[]> {
+    const docs = await this.collection
+      .find({ status: "QUEUED", expiresAt: { $lte: now }, claim: { $exists: false } })
+      .sort({ expiresAt: 1 })
+      .limit(limit)
+      .toArray();
+    return docs.map(fromDocument);
+  }
+
+  /** Commands whose alert was decided but not yet written (a crash in between). */
+  async findWithPendingAlert(limit: number): Promise<Command[]> {
+    return (await this.collection.find({ pendingAlert: { $exists: true } }).limit(limit).toArray()).map(fromDocument);
+  }
+
   /** Devices with QUEUED commands that no live dispatcher holds: the sweeper makes sure they are worked on. */
   async deviceIdsWithPendingDispatch(now: Date): Promise<string[]> {
     return this.collection.distinct("deviceId", { status: "QUEUED", $or: [{ claim: { $exists: false } }, { "claim.until": { $lt: now } }] });
@@ -149,14 +175,10 @@ export class CommandRepository {
 
 function toDocument(command: Command): CommandDocument {
   const { id, ...rest } = command;
-  return { _id: id, ...withoutUndefined(rest) } as CommandDocument;
+  return { _id: id, ...rest } as CommandDocument;
 }
 
 function fromDocument(doc: CommandDocument): Command {
   const { _id, ...rest } = doc;
   return { id: _id, ...rest };
-}
-
-function withoutUndefined<T extends object>(value: T): T {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }

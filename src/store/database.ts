@@ -21,6 +21,10 @@ export async function connectDatabase(uri: string, dbName: string, log: Logger):
     maxPoolSize: 50,
     retryWrites: true,
     appName: "iot-gateway",
+    // Optional fields are left out of documents rather than stored as null.
+    ignoreUndefined: true,
+    // Notice a lost store within seconds (readiness), not the default 10 s.
+    heartbeatFrequencyMS: 2_000,
   });
   let connected = false;
   client.on("serverHeartbeatSucceeded", () => (connected = true));
