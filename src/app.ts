@@ -89,7 +89,14 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       mqttUrl = broker.url;
       mqttCredentials = gatewayCredentials;
     }
-    const mqtt = await MqttConnection.open({ url: mqttUrl, clientId: `gateway-${config.replicaId}`, ...mqttCredentials, log });
+    const mqtt = await MqttConnection.open({
+      url: mqttUrl,
+      clientId: `gateway-${config.replicaId}`,
+      ...mqttCredentials,
+      persistentSession: config.stableReplicaId,
+      publishTimeoutMs: Math.floor((config.dispatchLeaseMs * 2) / 3),
+      log,
+    });
     stack.push(() => mqtt.close());
 
     const pubSub = createGatewayPubSub(
@@ -119,6 +126,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       (command, message) => mqtt.publish(topics.commands(command.deviceId), message, { qos: 1 }),
       clock,
       config.replicaId,
+      config.dispatchLeaseMs,
       metrics,
       log.child({ component: "dispatcher" }),
     );
@@ -128,19 +136,21 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const replies = new ReplyIngest(commandRepository, lifecycle, perDevice, clock, metrics, log.child({ component: "replies" }));
     const presence = new PresenceIngest(
       deviceRepository,
-      (deviceId, { cameOnline, replayed }) => dispatcher.kick(deviceId, { redeliver: cameOnline || replayed }),
+      // A device announces itself online only when it (re)connects, and a retained announcement reaches
+      // us when we (re)subscribe: either way what it was sent but did not acknowledge may be lost.
+      (deviceId) => dispatcher.kick(deviceId, { redeliver: true }),
       clock,
       log.child({ component: "presence" }),
     );
 
-    const onDeviceMessage = (handler: (deviceId: string, payload: Buffer, retained: boolean) => Promise<unknown>) =>
-      (topic: string, payload: Buffer, retained: boolean) => {
+    const onDeviceMessage = (handler: (deviceId: string, payload: Buffer) => Promise<unknown>) =>
+      async (topic: string, payload: Buffer) => {
         const parsed = topics.parseDeviceTopic(topic);
         if (!parsed) return;
-        handler(parsed.deviceId, payload, retained).catch((error) => log.warn({ topic, err: (error as Error).message }, "device message failed"));
+        await handler(parsed.deviceId, payload).catch((error) => log.warn({ topic, err: (error as Error).message }, "device message failed"));
       };
     await mqtt.subscribe(topics.allDevices("replies"), onDeviceMessage((id, payload) => replies.handle(id, payload)), config.mqttSharedGroup);
-    await mqtt.subscribe(topics.allDevices("presence"), onDeviceMessage((id, payload, retained) => presence.handle(id, payload, retained)));
+    await mqtt.subscribe(topics.allDevices("presence"), onDeviceMessage((id, payload) => presence.handle(id, payload)));
 
     const sweeper = new Sweeper(
       commandRepository,

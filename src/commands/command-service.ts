@@ -5,6 +5,7 @@ import { sourceOf, type Principal } from "../authz/principal";
 import type { CommandCatalog } from "../catalog/catalog";
 import type { Clock } from "../clock";
 import { decodeCursor, encodeCursor, pageSize, toPage, type Page } from "../common/pagination";
+import { faultPoint } from "../common/fault-points";
 import { badInput, conflict, forbidden, notFound } from "../errors";
 import { DEVICE_ID_PATTERN } from "../mqtt/topics";
 import type { CommandQuery, CommandRepository } from "../store/command-repository";
@@ -99,6 +100,7 @@ export class CommandService {
       }
       return existing;
     }
+    faultPoint("after-store");
     this.lifecycle.created(command);
     this.dispatch.kick(device.id);
     return command;

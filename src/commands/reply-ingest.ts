@@ -1,4 +1,5 @@
 import type { Clock } from "../clock";
+import { faultPoint } from "../common/fault-points";
 import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
@@ -52,6 +53,7 @@ export class ReplyIngest {
       return "malformed";
     }
     // A concurrent transition (e.g. the broker's PUBACK) can win the race: look again, a few times.
+    faultPoint("after-reply");
     for (let round = 0; round < 3; round++) {
       const command = await this.commands.findById(reply.id);
       if (!command) return "unknown_command";

@@ -1,5 +1,6 @@
 import type { AlertService } from "../alerts/alert-service";
 import type { Clock } from "../clock";
+import { faultPoint } from "../common/fault-points";
 import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { CommandRepository } from "../store/command-repository";
@@ -56,7 +57,7 @@ export class Sweeper {
 
   private async timeOutOverdue(): Promise<void> {
     for (const command of await this.commands.findOverdue(this.clock.now(), BATCH)) {
-      await this.transition(command, "timeOut", `no final reply within ${command.timeoutSeconds} s`, "TIMED_OUT");
+      if (await this.transition(command, "timeOut", `no final reply within ${command.timeoutSeconds} s`, "TIMED_OUT")) faultPoint("after-timeout");
     }
   }
 

@@ -124,6 +124,8 @@ export class CommandRepository {
           { claim: { $exists: false }, $or: [{ expiresAt: { $exists: false } }, { expiresAt: { $gt: now } }] },
           // A dispatcher took it and died before the broker acknowledged: take it over and publish again.
           { "claim.until": { $lt: now } },
+          // This replica took it before a restart (a replica keeps its REPLICA_ID across restarts).
+          { "claim.owner": owner },
         ],
       },
       { $set: { claim: { owner, until: new Date(now.getTime() + leaseMs) } } },
