@@ -186,6 +186,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       authenticator,
       metrics,
       isReady: () => database.isConnected() && mqtt.isConnected(),
+      isStoreAvailable: () => database.isConnected(),
       port: config.port,
       host: config.host,
       production: config.production,

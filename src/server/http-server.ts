@@ -5,7 +5,7 @@ import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHt
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { expressMiddleware } from "@as-integrations/express5";
 import express, { type ErrorRequestHandler } from "express";
-import type { GraphQLSchema } from "graphql";
+import { GraphQLError, type GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import type { Authenticator } from "../auth/authenticator";
@@ -22,6 +22,8 @@ export interface HttpServerOptions {
   metrics: Metrics;
   /** True while the store and the broker are connected. */
   isReady: () => boolean;
+  /** False while the store is known to be down: mutations are refused at once instead of waiting. */
+  isStoreAvailable: () => boolean;
   port: number;
   host: string;
   production: boolean;
@@ -86,6 +88,17 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
           return {
             async drainServer() {
               await wsCleanup.dispose();
+            },
+          };
+        },
+      },
+      {
+        async requestDidStart() {
+          return {
+            async didResolveOperation({ operation }) {
+              if (operation?.operation === "mutation" && !options.isStoreAvailable()) {
+                throw new GraphQLError("The store is unavailable; try again", { extensions: { code: "UNAVAILABLE", http: { status: 503 } } });
+              }
             },
           };
         },
