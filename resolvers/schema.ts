@@ -3,6 +3,7 @@ import type { GraphQLSchema } from "graphql";
 import { DateTimeResolver } from "graphql-scalars";
 import { buildSchema, type ContainerType, type MiddlewareFn } from "type-graphql";
 import type { GatewayPubSub } from "../src/events/pubsub";
+import { AlertResolver } from "./alerts/alert.resolver";
 import { ApiKeyResolver } from "./apikeys/api-key.resolver";
 import { CommandTypeResolver } from "./catalog/command-type.resolver";
 import { CommandResolver } from "./commands/command.resolver";
@@ -10,7 +11,7 @@ import { DeviceResolver } from "./devices/device.resolver";
 import type { GatewayContext } from "./context.type";
 import { mapGatewayErrors } from "./error-mapping";
 
-export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver, ApiKeyResolver] as const;
+export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver, AlertResolver, ApiKeyResolver] as const;
 
 /** Resolver instances, built with their services in the composition root. */
 export type ResolverInstances = Array<InstanceType<(typeof RESOLVERS)[number]>>;

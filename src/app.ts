@@ -1,5 +1,6 @@
 import "reflect-metadata";
 import { randomBytes } from "node:crypto";
+import { AlertService } from "./alerts/alert-service";
 import { ApiKeyService } from "./apikeys/api-key-service";
 import { Authenticator } from "./auth/authenticator";
 import { JwtVerifier, type JwtSettings } from "./auth/jwt";
@@ -24,10 +25,12 @@ import { MqttConnection } from "./mqtt/connection";
 import { createTopics } from "./mqtt/topics";
 import { Metrics } from "./observability/metrics";
 import { startHttpServer, WS_FORBIDDEN } from "./server/http-server";
+import { AlertRepository } from "./store/alert-repository";
 import { ApiKeyRepository } from "./store/api-key-repository";
 import { CommandRepository } from "./store/command-repository";
 import { connectDatabase } from "./store/database";
 import { DeviceRepository } from "./store/device-repository";
+import { AlertResolver } from "../resolvers/alerts/alert.resolver";
 import { ApiKeyResolver } from "../resolvers/apikeys/api-key.resolver";
 import { CommandTypeResolver } from "../resolvers/catalog/command-type.resolver";
 import { CommandResolver } from "../resolvers/commands/command.resolver";
@@ -44,7 +47,7 @@ export interface Gateway {
   /** Set when no JWT configuration was given and a random secret was made (the embedded default). */
   generatedJwtSecret?: string;
   services: { commands: CommandService; devices: DeviceService; catalog: CommandCatalog; apiKeys: ApiKeyService };
-  repositories: { commands: CommandRepository; devices: DeviceRepository; apiKeys: ApiKeyRepository };
+  repositories: { commands: CommandRepository; devices: DeviceRepository; alerts: AlertRepository; apiKeys: ApiKeyRepository };
   stop(): Promise<void>;
 }
 
@@ -78,8 +81,14 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     stack.push(() => database.close());
     const commandRepository = new CommandRepository(database.db);
     const deviceRepository = new DeviceRepository(database.db);
+    const alertRepository = new AlertRepository(database.db);
     const apiKeyRepository = new ApiKeyRepository(database.db);
-    await Promise.all([commandRepository.ensureIndexes(), deviceRepository.ensureIndexes(), apiKeyRepository.ensureIndexes()]);
+    await Promise.all([
+      commandRepository.ensureIndexes(),
+      deviceRepository.ensureIndexes(),
+      alertRepository.ensureIndexes(),
+      apiKeyRepository.ensureIndexes(),
+    ]);
 
     let mqttUrl = config.mqttUrl;
     let mqttCredentials = { username: config.mqttUsername, password: config.mqttPassword };
@@ -91,7 +100,14 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       mqttUrl = broker.url;
       mqttCredentials = gatewayCredentials;
     }
-    const mqtt = await MqttConnection.open({ url: mqttUrl, clientId: `gateway-${config.replicaId}`, ...mqttCredentials, log });
+    const mqtt = await MqttConnection.open({
+      url: mqttUrl,
+      clientId: `gateway-${config.replicaId}`,
+      ...mqttCredentials,
+      persistentSession: config.stableReplicaId,
+      publishTimeoutMs: Math.floor((config.dispatchLeaseMs * 2) / 3),
+      log,
+    });
     stack.push(() => mqtt.close());
 
     const pubSub = createGatewayPubSub(
@@ -100,6 +116,17 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const catalog = new CommandCatalog();
     const lifecycle = new CommandLifecycle(commandRepository, clock, metrics);
     lifecycle.onTransition((command) => pubSub.publish(Topic.CommandUpdated, toCommandUpdate(command)));
+    const alertService = new AlertService(
+      alertRepository,
+      commandRepository,
+      async (alert) => {
+        pubSub.publish(Topic.AlertRaised, alert);
+        await mqtt.publish(topics.alerts(), JSON.stringify(alert), { qos: 1 });
+      },
+      clock,
+      log.child({ component: "alerts" }),
+    );
+    lifecycle.onTransition(alertService.onCommandChange);
 
     const perDevice = new KeyedSerial();
     const dispatcher = new Dispatcher(
@@ -110,6 +137,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       (command, message) => mqtt.publish(topics.commands(command.deviceId), message, { qos: 1 }),
       clock,
       config.replicaId,
+      config.dispatchLeaseMs,
       metrics,
       log.child({ component: "dispatcher" }),
     );
@@ -121,21 +149,33 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const replies = new ReplyIngest(commandRepository, lifecycle, perDevice, clock, metrics, log.child({ component: "replies" }));
     const presence = new PresenceIngest(
       deviceRepository,
-      (deviceId, { cameOnline, replayed }) => dispatcher.kick(deviceId, { redeliver: cameOnline || replayed }),
+      // A device announces itself online only when it (re)connects, and a retained announcement reaches
+      // us when we (re)subscribe: either way what it was sent but did not acknowledge may be lost.
+      (deviceId) => dispatcher.kick(deviceId, { redeliver: true }),
       clock,
       log.child({ component: "presence" }),
     );
 
-    const onDeviceMessage = (handler: (deviceId: string, payload: Buffer, retained: boolean) => Promise<unknown>) =>
-      (topic: string, payload: Buffer, retained: boolean) => {
+    const onDeviceMessage = (handler: (deviceId: string, payload: Buffer) => Promise<unknown>) =>
+      async (topic: string, payload: Buffer) => {
         const parsed = topics.parseDeviceTopic(topic);
         if (!parsed) return;
-        handler(parsed.deviceId, payload, retained).catch((error) => log.warn({ topic, err: (error as Error).message }, "device message failed"));
+        await handler(parsed.deviceId, payload).catch((error) => log.warn({ topic, err: (error as Error).message }, "device message failed"));
       };
     await mqtt.subscribe(topics.allDevices("replies"), onDeviceMessage((id, payload) => replies.handle(id, payload)), config.mqttSharedGroup);
-    await mqtt.subscribe(topics.allDevices("presence"), onDeviceMessage((id, payload, retained) => presence.handle(id, payload, retained)));
+    await mqtt.subscribe(topics.allDevices("presence"), onDeviceMessage((id, payload) => presence.handle(id, payload)));
 
-    const sweeper = new Sweeper(commandRepository, deviceRepository, dispatcher, clock, config.sweepIntervalMs, log.child({ component: "sweeper" }));
+    const sweeper = new Sweeper(
+      commandRepository,
+      deviceRepository,
+      lifecycle,
+      dispatcher,
+      alertService,
+      perDevice,
+      clock,
+      config.sweepIntervalMs,
+      log.child({ component: "sweeper" }),
+    );
     sweeper.start();
     stack.push(() => sweeper.stop());
 
@@ -152,6 +192,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         new CommandResolver(commandService, deviceService),
         new DeviceResolver(deviceService),
         new CommandTypeResolver(catalog),
+        new AlertResolver(alertService),
         new ApiKeyResolver(apiKeyService),
       ],
       middlewares: [rateLimitMutations(new TokenBuckets(config.rateLimitMutationsPerMinute, clock))],
@@ -161,6 +202,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       authenticator,
       metrics,
       isReady: () => database.isConnected() && mqtt.isConnected(),
+      isStoreAvailable: () => database.isConnected(),
       port: config.port,
       host: config.host,
       introspection: config.introspection,
@@ -184,7 +226,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       mongodbUri,
       generatedJwtSecret,
       services: { commands: commandService, devices: deviceService, catalog, apiKeys: apiKeyService },
-      repositories: { commands: commandRepository, devices: deviceRepository, apiKeys: apiKeyRepository },
+      repositories: { commands: commandRepository, devices: deviceRepository, alerts: alertRepository, apiKeys: apiKeyRepository },
       stop,
     };
   } catch (error) {

@@ -66,6 +66,25 @@ export class CommandResolver {
     });
   }
 
+  @Mutation(() => CommandType, { description: "From FAILED, TIMED_OUT, EXPIRED: back to QUEUED, same id, attempt + 1" })
+  retryCommand(@Ctx() { principal }: GatewayContext, @Arg("id", () => ID) id: string) {
+    return this.commandService.retry(principal, id);
+  }
+
+  @Mutation(() => CommandType, { description: "From FAILED, TIMED_OUT, EXPIRED: escalation level + 1, an ESCALATED alert" })
+  escalateCommand(
+    @Ctx() { principal }: GatewayContext,
+    @Arg("id", () => ID) id: string,
+    @Arg("note", () => String, { nullable: true }) note: string | null,
+  ) {
+    return this.commandService.escalate(principal, id, note);
+  }
+
+  @Mutation(() => CommandType, { description: "From QUEUED only" })
+  cancelCommand(@Ctx() { principal }: GatewayContext, @Arg("id", () => ID) id: string) {
+    return this.commandService.cancel(principal, id);
+  }
+
   @Subscription(() => CommandType, {
     topics: Topic.CommandUpdated,
     filter: commandUpdatedFilter,

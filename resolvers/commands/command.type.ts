@@ -1,10 +1,9 @@
 import { GraphQLJSON } from "graphql-scalars";
 import { Field, ID, Int, ObjectType, registerEnumType } from "type-graphql";
 import { COMMAND_SOURCES, COMMAND_STATUSES, type CommandSource, type CommandStatus } from "../../src/commands/command";
+import { asEnum } from "../common/enums";
 import { ConnectionType } from "../common/relay";
 import { DeviceType } from "../devices/device.type";
-
-const asEnum = <T extends string>(values: readonly T[]) => Object.fromEntries(values.map((v) => [v, v])) as { [K in T]: K };
 
 export const CommandStatusEnum = asEnum(COMMAND_STATUSES);
 export const CommandSourceEnum = asEnum(COMMAND_SOURCES);

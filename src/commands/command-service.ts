@@ -5,12 +5,14 @@ import { sourceOf, type Principal } from "../authz/principal";
 import type { CommandCatalog } from "../catalog/catalog";
 import type { Clock } from "../clock";
 import { decodeCursor, encodeCursor, pageSize, toPage, type Page } from "../common/pagination";
+import { faultPoint } from "../common/fault-points";
 import { badInput, conflict, forbidden, notFound, rateLimited } from "../errors";
 import { DEVICE_ID_PATTERN } from "../mqtt/topics";
 import type { CommandQuery, CommandRepository } from "../store/command-repository";
 import type { DeviceRepository } from "../store/device-repository";
 import type { Command } from "./command";
 import type { CommandLifecycle } from "./lifecycle";
+import { ESCALATABLE } from "./state-machine";
 
 export interface SendCommandRequest {
   deviceId: string;
@@ -44,6 +46,7 @@ const QUEUE_FULL_RETRY_SECONDS = 60;
 export const MAX_TIMEOUT_SECONDS = 86_400;
 export const MAX_EXPIRES_IN_SECONDS = 30 * 86_400;
 const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
+const MAX_NOTE_LENGTH = 1000;
 
 /**
  * The one path by which commands enter the gateway, whatever their source (operators, partner
@@ -92,6 +95,7 @@ export class CommandService {
       attempt: 1,
       timeoutSeconds,
       expiresAt: expiresIn === null ? undefined : new Date(now.getTime() + expiresIn * 1000),
+      expiresInSeconds: expiresIn ?? undefined,
       createdAt: now,
       updatedAt: now,
       history: [{ status: "QUEUED", at: now, actor: principal.id }],
@@ -113,6 +117,7 @@ export class CommandService {
       if (!existing) throw conflict("The idempotency key is being used by a concurrent request; try again", { field: "idempotencyKey" });
       return sameInputOrConflict(existing, inputHash);
     }
+    faultPoint("after-store");
     this.lifecycle.created(command);
     this.dispatch.kick(device.id);
     return command;
@@ -135,9 +140,66 @@ export class CommandService {
     return toPage(rows, size, cursorOf);
   }
 
-  /** Whether the principal may read this command: used per event by subscriptions. */
-  canRead(principal: Principal, command: Pick<Command, "tenant" | "site" | "deviceId" | "type" | "issuedBy">): boolean {
-    return allows(abilityOf(principal), "read", "Command", command);
+  /** FAILED, TIMED_OUT or EXPIRED → QUEUED with the same id and attempt + 1, sent again like a new command. */
+  async retry(principal: Principal, id: string): Promise<Command> {
+    const command = await this.requireAllowed(principal, id, "retry");
+    const now = this.clock.now();
+    const updated = await this.lifecycle.apply(id, "retry", {
+      set: command.expiresInSeconds === undefined ? {} : { expiresAt: new Date(now.getTime() + command.expiresInSeconds * 1000) },
+      unset: ["claim", "sentAt", "deliveredAt", "completedAt", "deadline", "result", "error"],
+      inc: { attempt: 1 },
+      event: { at: now, actor: principal.id, detail: `retry: attempt ${command.attempt + 1}` },
+      // The attempt that was read: of two concurrent retries only one applies.
+      where: { attempt: command.attempt },
+    });
+    if (!updated) throw await this.refusal(id, "retry", "FAILED, TIMED_OUT or EXPIRED");
+    this.dispatch.kick(updated.deviceId);
+    return updated;
+  }
+
+  /** Raises the escalation level and an ESCALATED alert; the status stays. */
+  async escalate(principal: Principal, id: string, note: string | null | undefined): Promise<Command> {
+    if (note != null && note.length > MAX_NOTE_LENGTH) throw badInput(`note must be at most ${MAX_NOTE_LENGTH} characters`, { field: "note" });
+    const command = await this.requireAllowed(principal, id, "escalate");
+    if (!ESCALATABLE.includes(command.status)) throw conflict(`Command is ${command.status}; escalate needs FAILED, TIMED_OUT or EXPIRED`);
+    const now = this.clock.now();
+    const level = (command.escalation?.level ?? 0) + 1;
+    const updated = await this.commands.update(
+      id,
+      // Same status and level as read: concurrent escalations do not skip or repeat a level.
+      { status: command.status, "escalation.level": command.escalation ? command.escalation.level : { $exists: false } },
+      {
+        $set: { escalation: { level, at: now, by: principal.id, note: note ?? undefined }, pendingAlert: { kind: "ESCALATED", level, attempt: command.attempt }, updatedAt: now },
+        $push: { history: { status: command.status, at: now, actor: principal.id, detail: `escalated to level ${level}${note ? `: ${note}` : ""}` } },
+      },
+    );
+    if (!updated) throw conflict("The command changed while escalating; try again");
+    this.lifecycle.escalated(updated);
+    return updated;
+  }
+
+  /** QUEUED → CANCELED, only while no dispatcher has taken it (then it may already be on its way). */
+  async cancel(principal: Principal, id: string): Promise<Command> {
+    await this.requireAllowed(principal, id, "cancel");
+    const updated = await this.lifecycle.apply(id, "cancel", {
+      event: { at: this.clock.now(), actor: principal.id },
+      where: { claim: { $exists: false } },
+    });
+    if (!updated) throw await this.refusal(id, "cancel", "QUEUED and not yet being sent");
+    return updated;
+  }
+
+  /** The command if the principal may read it and take this action on it. */
+  private async requireAllowed(principal: Principal, id: string, action: Action): Promise<Command> {
+    const command = await this.get(principal, id);
+    if (!command) throw notFound("Command", id);
+    if (!allows(abilityOf(principal), action, "Command", command)) throw forbidden(`Not allowed to ${action} this command`);
+    return command;
+  }
+
+  private async refusal(id: string, action: string, needs: string) {
+    const current = await this.commands.findById(id);
+    return conflict(`Command is ${current?.status ?? "gone"}; ${action} needs ${needs}`, { status: current?.status });
   }
 
   private scopeFor(principal: Principal, action: Action) {

@@ -1,3 +1,5 @@
+import type { AlertKind } from "../alerts/alert";
+
 /** The command as the gateway stores and reasons about it (CONTRACT §3, §4). */
 export const COMMAND_STATUSES = ["QUEUED", "SENT", "DELIVERED", "SUCCEEDED", "FAILED", "TIMED_OUT", "EXPIRED", "CANCELED"] as const;
 export type CommandStatus = (typeof COMMAND_STATUSES)[number];
@@ -51,6 +53,8 @@ export interface Command {
   timeoutSeconds: number;
   deadline?: Date;
   expiresAt?: Date;
+  /** The expiry window asked for, so a retry gets a fresh one; absent: never expires. */
+  expiresInSeconds?: number;
   createdAt: Date;
   updatedAt: Date;
   sentAt?: Date;
@@ -61,6 +65,15 @@ export interface Command {
   escalation?: Escalation;
   history: CommandEvent[];
   claim?: DispatchClaim;
+  /** Written with the transition that calls for an alert and removed once the alert exists, so a crash in between is repaired. */
+  pendingAlert?: PendingAlert;
+}
+
+export interface PendingAlert {
+  kind: AlertKind;
+  level: number;
+  /** The attempt it is about (a retry may follow before the alert is written). */
+  attempt: number;
 }
 
 /** What every reader of a command may filter on: the attributes CASL conditions are written over. */

@@ -1,4 +1,5 @@
 import type { Clock } from "../clock";
+import { faultPoint } from "../common/fault-points";
 import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
@@ -10,8 +11,6 @@ import type { CommandLifecycle } from "./lifecycle";
 
 /** Sends a command message to its device; resolves when the broker has acknowledged it. */
 export type CommandPublisher = (command: Command, message: string) => Promise<void>;
-
-const LEASE_MS = 15_000;
 
 /**
  * Moves QUEUED commands to devices, oldest first per device, one device at a time per replica and
@@ -32,6 +31,8 @@ export class Dispatcher {
     private readonly publish: CommandPublisher,
     private readonly clock: Clock,
     private readonly owner: string,
+    /** How long a claim or a device lease holds; longer than the broker's publish timeout. */
+    private readonly leaseMs: number,
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {}
@@ -72,7 +73,7 @@ export class Dispatcher {
   }
 
   private async runOnce(deviceId: string, redeliver: boolean): Promise<void> {
-    if (!(await this.devices.acquireDispatchLease(deviceId, this.owner, this.clock.now(), LEASE_MS))) return;
+    if (!(await this.devices.acquireDispatchLease(deviceId, this.owner, this.clock.now(), this.leaseMs))) return;
     try {
       if (redeliver) {
         // Sent before the device went away and never acknowledged: send again, same id and attempt.
@@ -84,11 +85,13 @@ export class Dispatcher {
       }
       while (!this.stopped && (await this.isOnline(deviceId))) {
         const now = this.clock.now();
-        const command = await this.commands.claimNextForDevice(deviceId, this.owner, now, LEASE_MS);
+        const command = await this.commands.claimNextForDevice(deviceId, this.owner, now, this.leaseMs);
         if (!command) return;
-        await this.devices.acquireDispatchLease(deviceId, this.owner, now, LEASE_MS);
+        await this.devices.acquireDispatchLease(deviceId, this.owner, now, this.leaseMs);
+        faultPoint("after-claim");
         await this.publish(command, encodeCommandMessage(command));
         this.metrics.commandsPublished.inc({ kind: "send" });
+        faultPoint("after-publish");
         await this.perDevice.run(deviceId, () => {
           const sentAt = this.clock.now();
           return this.lifecycle.apply(command.id, "publishAcked", {

@@ -4,7 +4,9 @@ import type { CommandRepository, TransitionChange } from "../store/command-repos
 import type { Command } from "./command";
 import type { CommandTransition } from "./state-machine";
 
-export type TransitionListener = (command: Command, transition: CommandTransition | "created") => void;
+/** What happened to the command: a transition, its creation, or an escalation (which keeps the status). */
+export type CommandChange = CommandTransition | "created" | "escalated";
+export type TransitionListener = (command: Command, change: CommandChange) => void;
 
 /**
  * Applies state-machine transitions through the store and tells everyone who listens (subscriptions,
@@ -24,18 +26,25 @@ export class CommandLifecycle {
   }
 
   created(command: Command): void {
+    this.metrics.commandTransitions.inc({ status: command.status });
     this.notify(command, "created");
+  }
+
+  escalated(command: Command): void {
+    this.notify(command, "escalated");
   }
 
   /** The command after the transition, or null if its status no longer allowed it. */
   async apply(id: string, transition: CommandTransition, change: TransitionChange): Promise<Command | null> {
     const updated = await this.commands.transition(id, transition, change, this.clock.now());
-    if (updated) this.notify(updated, transition);
+    if (updated) {
+      this.metrics.commandTransitions.inc({ status: updated.status });
+      this.notify(updated, transition);
+    }
     return updated;
   }
 
-  private notify(command: Command, transition: CommandTransition | "created"): void {
-    this.metrics.commandTransitions.inc({ status: command.status });
-    for (const listener of this.listeners) listener(command, transition);
+  private notify(command: Command, change: CommandChange): void {
+    for (const listener of this.listeners) listener(command, change);
   }
 }

@@ -1,4 +1,5 @@
 import type { Clock } from "../clock";
+import { faultPoint } from "../common/fault-points";
 import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
@@ -52,6 +53,7 @@ export class ReplyIngest {
       return "malformed";
     }
     // A concurrent transition (e.g. the broker's PUBACK) can win the race: look again, a few times.
+    faultPoint("after-reply");
     for (let round = 0; round < 3; round++) {
       const command = await this.commands.findById(reply.id);
       if (!command) return "unknown_command";
@@ -75,7 +77,10 @@ export class ReplyIngest {
       set.completedAt = now;
       if (!command.deliveredAt) set.deliveredAt = now;
       if (reply.status === "SUCCEEDED") set.result = reply.result ?? {};
-      else set.error = reply.error;
+      else {
+        set.error = reply.error;
+        set.pendingAlert = { kind: "FAILED", level: command.escalation?.level ?? 0, attempt: command.attempt };
+      }
     }
     return {
       set,

@@ -1,13 +1,21 @@
+import type { AlertService } from "../alerts/alert-service";
 import type { Clock } from "../clock";
+import { faultPoint } from "../common/fault-points";
+import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { CommandRepository } from "../store/command-repository";
 import type { DeviceRepository } from "../store/device-repository";
+import type { Command } from "./command";
 import type { Dispatcher } from "./dispatcher";
+import type { CommandLifecycle } from "./lifecycle";
+
+const BATCH = 200;
 
 /**
- * The periodic safety net: whatever a lost wake-up, a crashed replica or a restart left undone is
- * found in the store and done. Every step claims its work with conditional updates, so any number of
- * replicas may sweep at once.
+ * The periodic part of the lifecycle: deadlines → TIMED_OUT, expiries → EXPIRED, and the safety net
+ * for whatever a lost wake-up, a crashed replica or a restart left undone (stalled queues, alerts
+ * decided but not written). Every step is a conditional update, so any number of replicas may sweep
+ * at once and each transition still happens once.
  */
 export class Sweeper {
   private timer?: NodeJS.Timeout;
@@ -16,7 +24,10 @@ export class Sweeper {
   constructor(
     private readonly commands: CommandRepository,
     private readonly devices: DeviceRepository,
+    private readonly lifecycle: CommandLifecycle,
     private readonly dispatcher: Dispatcher,
+    private readonly alerts: AlertService,
+    private readonly perDevice: KeyedSerial,
     private readonly clock: Clock,
     private readonly intervalMs: number,
     private readonly log: Logger,
@@ -38,7 +49,38 @@ export class Sweeper {
   }
 
   async sweep(): Promise<void> {
+    await this.timeOutOverdue();
+    await this.expireStale();
+    await this.raisePendingAlerts();
     await this.kickStalledQueues();
+  }
+
+  private async timeOutOverdue(): Promise<void> {
+    for (const command of await this.commands.findOverdue(this.clock.now(), BATCH)) {
+      if (await this.transition(command, "timeOut", `no final reply within ${command.timeoutSeconds} s`, "TIMED_OUT")) faultPoint("after-timeout");
+    }
+  }
+
+  private async expireStale(): Promise<void> {
+    for (const command of await this.commands.findExpired(this.clock.now(), BATCH)) {
+      await this.transition(command, "expire", "not sent before expiresAt", "EXPIRED", { claim: { $exists: false } });
+    }
+  }
+
+  private transition(command: Command, transition: "timeOut" | "expire", detail: string, kind: "TIMED_OUT" | "EXPIRED", where = {}) {
+    return this.perDevice.run(command.deviceId, () => {
+      const now = this.clock.now();
+      return this.lifecycle.apply(command.id, transition, {
+        set: { pendingAlert: { kind, level: command.escalation?.level ?? 0, attempt: command.attempt } },
+        event: { at: now, actor: "gateway", detail },
+        // The attempt that was found overdue, not one retried meanwhile.
+        where: { ...where, attempt: command.attempt },
+      });
+    });
+  }
+
+  private async raisePendingAlerts(): Promise<void> {
+    for (const command of await this.commands.findWithPendingAlert(BATCH)) await this.alerts.raisePending(command);
   }
 
   /** Online devices with queued commands nobody is sending. */

@@ -5,7 +5,7 @@ import type { DeviceRepository } from "../store/device-repository";
 
 const presenceSchema = z.object({ online: z.boolean() });
 
-export type PresenceListener = (deviceId: string, event: { cameOnline: boolean; replayed: boolean }) => void;
+export type PresenceListener = (deviceId: string) => void;
 
 /**
  * Keeps each device's `online` flag from its retained presence topic and last will (CONTRACT §5),
@@ -19,8 +19,7 @@ export class PresenceIngest {
     private readonly log: Logger,
   ) {}
 
-  /** `replayed`: a retained message delivered because the gateway (re)subscribed, not a new connection. */
-  async handle(deviceId: string, payload: Buffer, replayed: boolean): Promise<void> {
+  async handle(deviceId: string, payload: Buffer): Promise<void> {
     let online: boolean;
     try {
       online = presenceSchema.parse(JSON.parse(payload.toString("utf8"))).online;
@@ -28,8 +27,7 @@ export class PresenceIngest {
       this.log.debug({ deviceId }, "malformed presence message ignored");
       return;
     }
-    const change = await this.devices.setPresence(deviceId, online, this.clock.now());
-    if (!change) return; // not a registered device
-    if (online) this.onOnline(deviceId, { cameOnline: change.cameOnline, replayed });
+    const registered = await this.devices.setPresence(deviceId, online, this.clock.now());
+    if (registered && online) this.onOnline(deviceId);
   }
 }

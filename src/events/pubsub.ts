@@ -1,4 +1,5 @@
 import { createPubSub } from "@graphql-yoga/subscription";
+import type { Alert } from "../alerts/alert";
 import type { Command } from "../commands/command";
 
 /** Subscription topics; the names are internal, the payloads are what subscribers filter on. */
@@ -10,11 +11,11 @@ export enum Topic {
 }
 
 /** What travels on the bus: the command without its internal bookkeeping. */
-export type CommandUpdate = Omit<Command, "claim" | "inputHash">;
+export type CommandUpdate = Omit<Command, "claim" | "inputHash" | "pendingAlert">;
 
 export type PubSubArgs = {
   [Topic.CommandUpdated]: [CommandUpdate];
-  [Topic.AlertRaised]: [Record<string, unknown>];
+  [Topic.AlertRaised]: [Alert];
   [Topic.ApiKeyRevoked]: [{ id: string }];
 };
 
@@ -44,6 +45,6 @@ export function reviveEvent(type: string, data: unknown): unknown {
 }
 
 export function toCommandUpdate(command: Command): CommandUpdate {
-  const { claim: _claim, inputHash: _inputHash, ...update } = command;
+  const { claim: _claim, inputHash: _inputHash, pendingAlert: _pendingAlert, ...update } = command;
   return update;
 }

@@ -1,8 +1,7 @@
 import { connect, type IClientPublishOptions, type MqttClient } from "mqtt";
 import type { Logger } from "../logger";
 
-/** `retained`: a retained message replayed because this connection (re)subscribed. */
-export type MessageHandler = (topic: string, payload: Buffer, retained: boolean) => void;
+export type MessageHandler = (topic: string, payload: Buffer) => Promise<void> | void;
 
 export interface MqttConnectionOptions {
   url: string;
@@ -11,12 +10,19 @@ export interface MqttConnectionOptions {
   password?: string;
   /** Publishes that the broker does not acknowledge by then are reported as failed (the caller retries). */
   publishTimeoutMs?: number;
+  /**
+   * Keep the broker session across reconnects and restarts (needs a stable client id): QoS 1 messages
+   * that arrive while the gateway is away, or that it had not finished handling, are delivered again.
+   */
+  persistentSession?: boolean;
   log: Logger;
 }
 
 /**
  * The gateway's connection to the broker: publish with a promise settled on PUBACK, and subscriptions
- * routed to handlers by topic filter. mqtt.js reconnects and resubscribes on its own.
+ * routed to handlers by topic filter. An incoming message is acknowledged only after its handlers have
+ * finished (mqtt.js `handleMessage`), so a crash mid-handling leaves it with the broker to deliver
+ * again. mqtt.js reconnects and resubscribes on its own.
  */
 export class MqttConnection {
   private readonly routes: Array<{ filter: string; handler: MessageHandler }> = [];
@@ -25,9 +31,14 @@ export class MqttConnection {
     readonly client: MqttClient,
     private readonly publishTimeoutMs: number,
   ) {
-    client.on("message", (topic, payload, packet) => {
-      for (const route of this.routes) if (topicMatches(route.filter, topic)) route.handler(topic, payload, packet.retain);
-    });
+    client.handleMessage = (packet, done) => {
+      if (packet.cmd !== "publish") return done();
+      const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
+      const handling = this.routes
+        .filter((route) => topicMatches(route.filter, packet.topic))
+        .map((route) => route.handler(packet.topic, payload));
+      Promise.allSettled(handling).then(() => done());
+    };
   }
 
   static async open(options: MqttConnectionOptions): Promise<MqttConnection> {
@@ -36,7 +47,7 @@ export class MqttConnection {
       username: options.username,
       password: options.password,
       protocolVersion: 4,
-      clean: true,
+      clean: !options.persistentSession,
       reconnectPeriod: 1_000,
       connectTimeout: 5_000,
       keepalive: 15,

@@ -1,5 +1,6 @@
 import type { GraphQLFormattedError } from "graphql";
 import type { Logger } from "../logger";
+import { isStoreUnavailableError } from "../store/database";
 
 /** Codes whose messages are written for callers; anything else is an internal failure. */
 const PUBLIC_CODES = new Set([
@@ -25,6 +26,11 @@ export function createFormatError(log: Logger) {
     if (PUBLIC_CODES.has(code)) {
       const { stacktrace: _stack, ...extensions } = formatted.extensions ?? {};
       return { ...formatted, extensions: { ...extensions, code } };
+    }
+    const original = (error as { originalError?: unknown }).originalError ?? error;
+    if (isStoreUnavailableError(original)) {
+      log.warn({ err: (original as Error).message, path: formatted.path }, "store unavailable");
+      return { message: "The store is unavailable; try again", path: formatted.path, locations: formatted.locations, extensions: { code: "UNAVAILABLE" } };
     }
     log.error({ err: error, path: formatted.path }, "internal error");
     return { message: "Internal server error", path: formatted.path, locations: formatted.locations, extensions: { code: "INTERNAL_SERVER_ERROR" } };

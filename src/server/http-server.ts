@@ -5,7 +5,7 @@ import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHt
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { expressMiddleware } from "@as-integrations/express5";
 import express, { type ErrorRequestHandler } from "express";
-import type { GraphQLSchema } from "graphql";
+import { GraphQLError, type GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Authenticator } from "../auth/authenticator";
@@ -24,6 +24,8 @@ export interface HttpServerOptions {
   metrics: Metrics;
   /** True while the store and the broker are connected. */
   isReady: () => boolean;
+  /** False while the store is known to be down: mutations are refused at once instead of waiting. */
+  isStoreAvailable: () => boolean;
   port: number;
   host: string;
   /** Introspection, the landing page and schema hints in errors ("Did you mean …?"). */
@@ -120,6 +122,17 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
         },
       },
       costLimitPlugin<GatewayContext>(),
+      {
+        async requestDidStart() {
+          return {
+            async didResolveOperation({ operation }) {
+              if (operation?.operation === "mutation" && !options.isStoreAvailable()) {
+                throw new GraphQLError("The store is unavailable; try again", { extensions: { code: "UNAVAILABLE", http: { status: 503 } } });
+              }
+            },
+          };
+        },
+      },
       ...(options.introspection ? [] : [ApolloServerPluginLandingPageDisabled()]),
     ],
   });

@@ -46,6 +46,7 @@ export class CommandRepository {
       { key: { deviceId: 1, status: 1, createdAt: 1 }, name: "device_queue" },
       { key: { status: 1, deadline: 1 }, name: "status_deadline" },
       { key: { status: 1, expiresAt: 1 }, name: "status_expiry" },
+      { key: { "pendingAlert.kind": 1 }, name: "pending_alert" },
     ]);
   }
 
@@ -85,7 +86,7 @@ export class CommandRepository {
     return doc ? fromDocument(doc) : null;
   }
 
-  /** Changes fields without changing the status (escalation, dispatch claims). */
+  /** Changes fields without changing the status (escalation, alert bookkeeping). */
   async update(id: string, where: Filter<CommandDocument>, update: UpdateFilter<CommandDocument>): Promise<Command | null> {
     const doc = await this.collection.findOneAndUpdate({ $and: [{ _id: id }, where] }, update, { returnDocument: "after" });
     return doc ? fromDocument(doc) : null;
@@ -124,6 +125,8 @@ export class CommandRepository {
           { claim: { $exists: false }, $or: [{ expiresAt: { $exists: false } }, { expiresAt: { $gt: now } }] },
           // A dispatcher took it and died before the broker acknowledged: take it over and publish again.
           { "claim.until": { $lt: now } },
+          // This replica took it before a restart (a replica keeps its REPLICA_ID across restarts).
+          { "claim.owner": owner },
         ],
       },
       { $set: { claim: { owner, until: new Date(now.getTime() + leaseMs) } } },
@@ -138,6 +141,31 @@ export class CommandRepository {
     return docs.map(fromDocument);
   }
 
+  /** SENT or DELIVERED commands past their deadline, oldest deadline first. */
+  async findOverdue(now: Date, limit: number): Promise<Command[]> {
+    const docs = await this.collection
+      .find({ status: { $in: ["SENT", "DELIVERED"] }, deadline: { $lte: now } })
+      .sort({ deadline: 1 })
+      .limit(limit)
+      .toArray();
+    return docs.map(fromDocument);
+  }
+
+  /** QUEUED commands past their expiry that no dispatcher has taken (a taken one may already be on its way). */
+  async findExpired(now: Date, limit: number): Promise<Command[]> {
+    const docs = await this.collection
+      .find({ status: "QUEUED", expiresAt: { $lte: now }, claim: { $exists: false } })
+      .sort({ expiresAt: 1 })
+      .limit(limit)
+      .toArray();
+    return docs.map(fromDocument);
+  }
+
+  /** Commands whose alert was decided but not yet written (a crash in between). */
+  async findWithPendingAlert(limit: number): Promise<Command[]> {
+    return (await this.collection.find({ pendingAlert: { $exists: true } }).limit(limit).toArray()).map(fromDocument);
+  }
+
   /** Devices with QUEUED commands that no live dispatcher holds: the sweeper makes sure they are worked on. */
   async deviceIdsWithPendingDispatch(now: Date): Promise<string[]> {
     return this.collection.distinct("deviceId", { status: "QUEUED", $or: [{ claim: { $exists: false } }, { "claim.until": { $lt: now } }] });
@@ -150,7 +178,7 @@ export class CommandRepository {
 
 function toDocument(command: Command): CommandDocument {
   const { id, ...rest } = command;
-  return { _id: id, ...withoutUndefined({ ...rest, ...jsonFields(rest, escapeJsonKeys) }) } as CommandDocument;
+  return { _id: id, ...rest, ...jsonFields(rest, escapeJsonKeys) } as CommandDocument;
 }
 
 function fromDocument(doc: CommandDocument): Command {
@@ -164,8 +192,4 @@ function jsonFields(fields: Partial<Pick<Command, "payload" | "result">>, conver
   if (fields.payload !== undefined) converted.payload = convert(fields.payload) as Command["payload"];
   if (fields.result !== undefined) converted.result = convert(fields.result) as Command["result"];
   return converted;
-}
-
-function withoutUndefined<T extends object>(value: T): T {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }

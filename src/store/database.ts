@@ -1,4 +1,4 @@
-import { MongoClient, type Db } from "mongodb";
+import { MongoClient, MongoNetworkError, MongoNotConnectedError, MongoServerSelectionError, MongoTopologyClosedError, type Db } from "mongodb";
 import type { Logger } from "../logger";
 
 export interface Database {
@@ -21,6 +21,10 @@ export async function connectDatabase(uri: string, dbName: string, log: Logger):
     maxPoolSize: 50,
     retryWrites: true,
     appName: "iot-gateway",
+    // Optional fields are left out of documents rather than stored as null.
+    ignoreUndefined: true,
+    // Notice a lost store within seconds (readiness), not the default 10 s.
+    heartbeatFrequencyMS: 2_000,
   });
   let connected = false;
   client.on("serverHeartbeatSucceeded", () => (connected = true));
@@ -38,6 +42,13 @@ export async function connectDatabase(uri: string, dbName: string, log: Logger):
     close: () => client.close(),
   };
 }
+
+/** The store could not be reached (as opposed to refusing an operation). */
+export const isStoreUnavailableError = (error: unknown): boolean =>
+  error instanceof MongoServerSelectionError ||
+  error instanceof MongoNetworkError ||
+  error instanceof MongoNotConnectedError ||
+  error instanceof MongoTopologyClosedError;
 
 export const isDuplicateKeyError = (error: unknown): boolean =>
   typeof error === "object" && error !== null && (error as { code?: unknown }).code === 11000;

@@ -59,15 +59,10 @@ export class DeviceRepository {
     return docs.map(fromDocument);
   }
 
-  /** Records presence; returns whether the device was offline (or unknown to be online) before. */
-  async setPresence(id: string, online: boolean, at: Date): Promise<{ device: Device; cameOnline: boolean } | null> {
-    const before = await this.collection.findOneAndUpdate(
-      { _id: id },
-      { $set: { online, lastSeenAt: at } },
-      { returnDocument: "before" },
-    );
-    if (!before) return null;
-    return { device: { ...fromDocument(before), online, lastSeenAt: at }, cameOnline: online && !before.online };
+  /** Records presence; `false` for an id that is not registered. */
+  async setPresence(id: string, online: boolean, at: Date): Promise<boolean> {
+    const result = await this.collection.updateOne({ _id: id }, { $set: { online, lastSeenAt: at } });
+    return result.matchedCount === 1;
   }
 
   /** One dispatcher per device at a time, across replicas, so commands reach it in order. */

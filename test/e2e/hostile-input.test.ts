@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { SignJWT, UnsecuredJWT } from "jose";
 import { MongoClient, type Db } from "mongodb";
@@ -11,6 +9,7 @@ import { signToken, type TokenClaims } from "../../src/auth/jwt";
 import { createSimulatedDevice, DeviceClient } from "../../src/device-sdk";
 import { findFreePort } from "../../src/embedded/free-port";
 import { createTopics } from "../../src/mqtt/topics";
+import { startGatewayProcess, type GatewayProcess } from "../kit/process";
 import { MOSQUITTO_URL, testStoreUri, uniqueName } from "../kit/store";
 
 /**
@@ -19,7 +18,6 @@ import { MOSQUITTO_URL, testStoreUri, uniqueName } from "../kit/store";
  * nothing: the commands collection is counted before and after, and each simulated device's `received`.
  */
 
-const MAIN = resolve(__dirname, "../../src/main.js");
 const JWT_SECRET = `hostile-${randomUUID()}-secret`;
 const MQTT_PASSWORD = `mqtt-${randomUUID()}`;
 const RATE_LIMIT = 40;
@@ -32,8 +30,7 @@ interface Response {
 type Auth = { token?: string; apiKey?: string; header?: string };
 
 describe("hostile input against the gateway process", () => {
-  let child: ChildProcess;
-  let output = "";
+  let gateway: GatewayProcess;
   let url: string;
   let mongo: MongoClient;
   let db: Db;
@@ -133,16 +130,13 @@ describe("hostile input against the gateway process", () => {
     const mqttUrl = new URL(MOSQUITTO_URL);
     mqttUrl.username = "gateway";
     mqttUrl.password = MQTT_PASSWORD;
-    child = spawn(process.execPath, [MAIN], {
-      env: {
-        ...process.env,
+    gateway = await startGatewayProcess(
+      {
         MONGODB_URI: mongodbUri,
         MONGODB_DB: db.databaseName,
         MQTT_URL: mqttUrl.toString(),
         MQTT_TOPIC_PREFIX: prefix,
         JWT_SECRET,
-        PORT: String(port),
-        HOST: "127.0.0.1",
         DEMO: "0",
         LOG_LEVEL: "debug",
         SWEEP_INTERVAL_MS: "100",
@@ -150,21 +144,9 @@ describe("hostile input against the gateway process", () => {
         MAX_QUEUED_PER_DEVICE: String(MAX_QUEUED),
         NODE_ENV: "",
       },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    child.stdout!.on("data", (chunk) => (output += chunk));
-    child.stderr!.on("data", (chunk) => (output += chunk));
-    await new Promise<void>((resolveReady, reject) => {
-      const timer = setTimeout(() => reject(new Error(`gateway not ready within 30 s:\n${output}`)), 30_000);
-      child.stdout!.on("data", () => {
-        if (output.includes("gateway ready")) {
-          clearTimeout(timer);
-          resolveReady();
-        }
-      });
-      child.once("exit", (code) => reject(new Error(`gateway exited with ${code}:\n${output}`)));
-    });
-    url = `http://127.0.0.1:${port}`;
+      port,
+    );
+    url = gateway.url;
 
     for (const [name, claims] of Object.entries({
       adminA: { sub: "admin-a", roles: ["admin"] },
@@ -223,11 +205,7 @@ describe("hostile input against the gateway process", () => {
   after(async () => {
     await Promise.all(devices.map((d) => d.stop({ graceful: false }).catch(() => undefined)));
     await Promise.all(mqttClients.map((c) => c.endAsync(true).catch(() => undefined)));
-    if (child && child.exitCode === null) {
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      await exited;
-    }
+    await gateway?.stop();
     await db?.dropDatabase().catch(() => undefined);
     await mongo?.close();
   });
@@ -599,6 +577,7 @@ describe("hostile input against the gateway process", () => {
       assert.deepEqual([thermostat.received, valve.received, deviceB.received], [3, 1, 2]);
     });
     it("no secret (JWT secret, tokens, API keys, broker password) ever appeared in the logs", () => {
+      const output = gateway.output();
       assert.ok(output.length > 1000, "the gateway logged at debug level");
       for (const secret of secretsSeen) assert.ok(!output.includes(secret), `a secret leaked into the logs: ${secret.slice(0, 12)}…`);
     });

@@ -1,7 +1,7 @@
 import { startGateway, type Gateway } from "../../src/app";
 import { signToken, type TokenClaims } from "../../src/auth/jwt";
 import { loadConfig } from "../../src/config";
-import { createSimulatedDevice, type DeviceClient, type SimulationOptions } from "../../src/device-sdk";
+import { createSimulatedDevice, DeviceClient, type CommandHandler, type SimulationOptions } from "../../src/device-sdk";
 import { createLogger } from "../../src/logger";
 import { CommandDocument, type CommandStatus } from "../generated/graphql";
 import { GraphQLTestClient } from "./graphql-client";
@@ -18,6 +18,14 @@ export interface TestGatewayOptions {
   database?: string;
 }
 
+export type DeviceOptions = Partial<SimulationOptions> & {
+  site?: string;
+  /** Default true: connected before the call returns. */
+  connect?: boolean;
+  /** Business logic instead of the simulated model's. */
+  handler?: CommandHandler;
+};
+
 export interface TestGateway {
   gateway: Gateway;
   url: string;
@@ -27,7 +35,7 @@ export interface TestGateway {
   /** A client signed for a role of `tenant` (or any claims). */
   as(role: "admin" | "operator" | "viewer", claims?: Partial<TokenClaims>): Promise<GraphQLTestClient>;
   /** Registers a device in `tenant` (through the API, as admin) and connects a simulated one. */
-  device(id: string, model: string, options?: Partial<SimulationOptions> & { site?: string; connect?: boolean }): Promise<DeviceClient>;
+  device(id: string, model: string, options?: DeviceOptions): Promise<DeviceClient>;
   stop(): Promise<void>;
 }
 
@@ -68,9 +76,11 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     tenant,
     as,
     async device(id, model, deviceOptions = {}) {
-      const { site = "site-a", connect = true, ...simulation } = deviceOptions;
+      const { site = "site-a", connect = true, handler, ...simulation } = deviceOptions;
       await gateway.services.devices.register({ kind: "user", id: "kit", tenant, roles: ["admin"] }, { id, site, model });
-      const client = createSimulatedDevice({ deviceId: id, model, brokerUrl: gateway.mqttUrl, topicPrefix, latencyMs: [0, 0], ...simulation });
+      const client = handler
+        ? new DeviceClient({ deviceId: id, brokerUrl: gateway.mqttUrl, topicPrefix, handler })
+        : createSimulatedDevice({ deviceId: id, model, brokerUrl: gateway.mqttUrl, topicPrefix, latencyMs: [0, 0], ...simulation });
       devices.push(client);
       if (connect) await client.start();
       return client;

@@ -1,0 +1,107 @@
+import assert from "node:assert/strict";
+import { before, describe, it } from "node:test";
+import { MongoClient } from "mongodb";
+import { signToken } from "../../src/auth/jwt";
+import { createSimulatedDevice, DeviceClient, MemoryExecutionStore } from "../../src/device-sdk";
+import { findFreePort } from "../../src/embedded/free-port";
+import type { FaultPoint } from "../../src/common/fault-points";
+import { CommandsDocument, RegisterDeviceDocument, SendCommandDocument } from "../generated/graphql";
+import { TEST_JWT_SECRET, waitForStatus } from "../kit/gateway";
+import { GraphQLTestClient } from "../kit/graphql-client";
+import { dropBrokerSession, startGatewayProcess } from "../kit/process";
+import { MOSQUITTO_URL, testStoreUri, uniqueName } from "../kit/store";
+
+/**
+ * Invariant: a gateway killed (SIGKILL) at any point of a command's path loses nothing and executes
+ * nothing twice. After a restart the command reaches the state that tells the truth, the device has
+ * run it at most once, and a timeout has exactly one alert.
+ */
+describe("gateway killed at each crash window", () => {
+  let storeUri: string;
+  before(async () => {
+    storeUri = await testStoreUri();
+  });
+
+  const cases: Array<{ point: FaultPoint; drop?: boolean; expect: "SUCCEEDED" | "TIMED_OUT" }> = [
+    { point: "after-store", expect: "SUCCEEDED" },
+    { point: "after-claim", expect: "SUCCEEDED" },
+    { point: "after-publish", expect: "SUCCEEDED" },
+    { point: "after-reply", expect: "SUCCEEDED" },
+    { point: "after-timeout", drop: true, expect: "TIMED_OUT" },
+  ];
+
+  for (const { point, drop, expect } of cases) {
+    it(`${point}: restarted, the command ends ${expect}, executed ${expect === "SUCCEEDED" ? "once" : "never"}`, async () => {
+      const database = uniqueName("fault_");
+      const prefix = uniqueName("f");
+      const replicaId = uniqueName("r");
+      const tenant = uniqueName("tenant-");
+      const port = await findFreePort();
+      const env = {
+        MONGODB_URI: storeUri,
+        MONGODB_DB: database,
+        MQTT_URL: MOSQUITTO_URL,
+        MQTT_TOPIC_PREFIX: prefix,
+        JWT_SECRET: TEST_JWT_SECRET,
+        REPLICA_ID: replicaId,
+        DEMO: "0",
+        SWEEP_INTERVAL_MS: "100",
+      };
+      const admin = new GraphQLTestClient(`http://127.0.0.1:${port}`, {
+        token: await signToken(TEST_JWT_SECRET, { sub: "admin-user", tenant, roles: ["admin"] }),
+      });
+      const deviceId = uniqueName("th-");
+      // The device remembers what it executed across everything that happens to the gateway.
+      const device: DeviceClient = createSimulatedDevice({
+        deviceId,
+        model: "thermostat",
+        brokerUrl: MOSQUITTO_URL,
+        topicPrefix: prefix,
+        store: new MemoryExecutionStore(),
+        latencyMs: [50, 50],
+        dropRate: drop ? 1 : 0,
+      });
+
+      const first = await startGatewayProcess({ ...env, GATEWAY_FAULT_POINT: point }, port);
+      try {
+        await admin.data(RegisterDeviceDocument, { input: { id: deviceId, site: "site-a", model: "thermostat" } });
+        await device.start();
+        // The request itself may die with the process (after-store): the command is found by listing.
+        await admin
+          .request(SendCommandDocument, {
+            input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: 19 }, timeoutSeconds: drop ? 1 : 30 },
+          })
+          .catch(() => undefined);
+        assert.equal(await first.exited, "SIGKILL", `the gateway stopped at ${point}:\n${first.output()}`);
+
+        const second = await startGatewayProcess(env, port);
+        try {
+          const { commands } = await admin.data(CommandsDocument, { filter: { deviceId } });
+          assert.equal(commands.edges.length, 1, "the command survived");
+          const id = commands.edges[0]!.node.id;
+          const final = await waitForStatus(admin, id, expect, 15_000);
+          assert.equal(device.executions.get(id) ?? 0, expect === "SUCCEEDED" ? 1 : 0);
+          if (expect === "SUCCEEDED") assert.deepEqual(final.result, { celsius: 19, setpoint: 19 });
+
+          const client = await MongoClient.connect(storeUri);
+          try {
+            const alerts = await client.db(database).collection("alerts").find({ commandId: id }).toArray();
+            assert.deepEqual(
+              alerts.map((a) => a.kind),
+              expect === "TIMED_OUT" ? ["TIMED_OUT"] : [],
+            );
+          } finally {
+            await client.close();
+          }
+        } finally {
+          await second.stop();
+        }
+      } finally {
+        first.child.kill("SIGKILL");
+        await device.stop({ graceful: false });
+        await dropBrokerSession(MOSQUITTO_URL, `gateway-${replicaId}`);
+      }
+    });
+  }
+});
+
