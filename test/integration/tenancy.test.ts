@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import {
+  AlertRaisedDocument,
+  AlertsDocument,
   ApiKeysDocument,
   CommandDocument,
   CommandsDocument,
@@ -11,6 +13,7 @@ import {
   RegisterDeviceDocument,
   RevokeApiKeyDocument,
   SendCommandDocument,
+  type AlertRaisedSubscription,
   type CommandUpdatedSubscription,
 } from "../generated/graphql";
 import { signToken } from "../../src/auth/jwt";
@@ -146,6 +149,38 @@ describe("tenant isolation on every query, mutation and subscription", () => {
         }
       } finally {
         await Promise.all(subscriptions.map((s) => s.close()));
+      }
+    });
+
+    it("alerts and alertRaised: B sees its own alerts and none of A's", async () => {
+      const failingA = await kit.device(uniqueName("fail-a-"), "thermostat", { failRate: 1 });
+      const failingB = createSimulatedDevice({ deviceId: uniqueName("fail-b-"), model: "thermostat", brokerUrl: kit.gateway.mqttUrl, topicPrefix: kit.topicPrefix, failRate: 1 });
+      await b.admin.data(RegisterDeviceDocument, { input: { id: failingB.deviceId, site: "site-a", model: "thermostat" } });
+      await failingB.start();
+      const subscriptions: Array<Subscription<AlertRaisedSubscription>> = [];
+      try {
+        const ownerView = await operatorA.subscribe(AlertRaisedDocument);
+        subscriptions.push(ownerView);
+        for (const role of ["admin", "operator", "viewer", "apiKey"] as const) subscriptions.push(await b[role].subscribe(AlertRaisedDocument));
+        const failedA = (await operatorA.data(SendCommandDocument, { input: { deviceId: failingA.deviceId, type: "device.reboot" } })).sendCommand.id;
+        await ownerView.waitFor((e) => e.alertRaised.commandId === failedA);
+        // B's own alert comes after A's on the bus: once B's subscribers have it, they would have had A's.
+        const failedB = (await b.operator.data(SendCommandDocument, { input: { deviceId: failingB.deviceId, type: "device.reboot" } })).sendCommand.id;
+        const bViews = subscriptions.slice(1);
+        for (const [i, view] of bViews.entries()) {
+          // An API key reads only commands and devices, not alerts (CONTRACT §2): it gets none at all.
+          if (i === 3) continue;
+          await view.waitFor((e) => e.alertRaised.commandId === failedB);
+        }
+        for (const view of bViews) assert.deepEqual(view.values.filter((e) => e.alertRaised.deviceId === failingA.deviceId), []);
+        for (const role of ["admin", "operator", "viewer", "apiKey"] as const) {
+          const { alerts } = await b[role].data(AlertsDocument, { first: 200 });
+          assert.ok(alerts.edges.every((e) => e.node.commandId !== failedA && e.node.deviceId !== failingA.deviceId), role);
+        }
+        assert.ok((await operatorA.data(AlertsDocument, { first: 200 })).alerts.edges.some((e) => e.node.commandId === failedA));
+      } finally {
+        await Promise.all(subscriptions.map((s) => s.close()));
+        await failingB.stop({ graceful: false });
       }
     });
   });
