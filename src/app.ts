@@ -134,7 +134,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       deviceRepository,
       lifecycle,
       perDevice,
-      (command, message) => mqtt.publish(topics.commands(command.deviceId), message, { qos: 1 }),
+      (command, message, onAcked) => mqtt.publish(topics.commands(command.deviceId), message, { qos: 1 }, onAcked),
       clock,
       config.replicaId,
       config.dispatchLeaseMs,

@@ -9,8 +9,11 @@ import type { Command } from "./command";
 import { encodeCommandMessage } from "./command-message";
 import type { CommandLifecycle } from "./lifecycle";
 
-/** Sends a command message to its device; resolves when the broker has acknowledged it. */
-export type CommandPublisher = (command: Command, message: string) => Promise<void>;
+/**
+ * Sends a command message to its device; resolves when the broker has acknowledged it. `onAcked` runs
+ * synchronously with the acknowledgement, before the device's replies can be handled.
+ */
+export type CommandPublisher = (command: Command, message: string, onAcked?: () => void) => Promise<void>;
 
 /**
  * Moves QUEUED commands to devices, oldest first per device, one device at a time per replica and
@@ -89,22 +92,28 @@ export class Dispatcher {
         if (!command) return;
         await this.devices.acquireDispatchLease(deviceId, this.owner, now, this.leaseMs);
         faultPoint("after-claim");
-        await this.publish(command, encodeCommandMessage(command));
-        this.metrics.commandsPublished.inc({ kind: "send" });
-        faultPoint("after-publish");
-        await this.perDevice.run(deviceId, () => {
-          const sentAt = this.clock.now();
-          return this.lifecycle.apply(command.id, "publishAcked", {
-            set: { sentAt, deadline: new Date(sentAt.getTime() + command.timeoutSeconds * 1000) },
-            event: { at: sentAt, actor: "gateway" },
-            // Only the attempt that was claimed (a retry in between removes the claim).
-            where: { claim: { $exists: true }, attempt: command.attempt },
-          });
+        let marked: Promise<unknown> | undefined;
+        // SENT is queued in the device's lane at the PUBACK itself, ahead of the device's replies.
+        await this.publish(command, encodeCommandMessage(command), () => {
+          faultPoint("after-publish");
+          marked = this.perDevice.run(deviceId, () => this.markSent(command));
         });
+        this.metrics.commandsPublished.inc({ kind: "send" });
+        await marked;
       }
     } finally {
       await this.devices.releaseDispatchLease(deviceId, this.owner);
     }
+  }
+
+  private markSent(command: Command) {
+    const sentAt = this.clock.now();
+    return this.lifecycle.apply(command.id, "publishAcked", {
+      set: { sentAt, deadline: new Date(sentAt.getTime() + command.timeoutSeconds * 1000) },
+      event: { at: sentAt, actor: "gateway" },
+      // Only the attempt that was claimed (a retry in between removes the claim).
+      where: { claim: { $exists: true }, attempt: command.attempt },
+    });
   }
 
   private async isOnline(deviceId: string): Promise<boolean> {

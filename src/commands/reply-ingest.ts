@@ -4,7 +4,7 @@ import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
 import type { CommandRepository, TransitionChange } from "../store/command-repository";
-import type { Command } from "./command";
+import type { Command, CommandEvent } from "./command";
 import { deviceReplySchema, MAX_REPLY_BYTES, type DeviceReply } from "./command-message";
 import type { CommandLifecycle } from "./lifecycle";
 import { canTransition, REPLY_TRANSITIONS } from "./state-machine";
@@ -70,8 +70,12 @@ export class ReplyIngest {
   private changeFor(reply: DeviceReply, command: Command, deviceId: string): TransitionChange {
     const now = this.clock.now();
     const set: NonNullable<TransitionChange["set"]> = {};
-    // The device answered before the broker's PUBACK was recorded: it was sent now at the latest.
-    if (!command.sentAt) Object.assign(set, { sentAt: now, deadline: new Date(now.getTime() + command.timeoutSeconds * 1000) });
+    const precededBy: CommandEvent[] = [];
+    // Sent, but SENT was never recorded (the gateway died between the broker's PUBACK and storing it).
+    if (command.status === "QUEUED") {
+      Object.assign(set, { sentAt: now, deadline: new Date(now.getTime() + command.timeoutSeconds * 1000) });
+      precededBy.push({ status: "SENT", at: now, actor: "gateway", detail: "acknowledged by the device" });
+    }
     if (reply.status === "DELIVERED") set.deliveredAt = now;
     else {
       set.completedAt = now;
@@ -84,6 +88,7 @@ export class ReplyIngest {
     }
     return {
       set,
+      precededBy,
       event: { at: now, actor: `device:${deviceId}`, ...(command.status === "TIMED_OUT" ? { detail: "late reply after timeout" } : {}) },
       // Same device and attempt as read above; from QUEUED only once this attempt was handed to the broker.
       where: { deviceId, attempt: command.attempt, $or: [{ status: { $ne: "QUEUED" } }, { claim: { $exists: true } }] },

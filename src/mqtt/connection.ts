@@ -74,14 +74,18 @@ export class MqttConnection {
     return this.client.connected;
   }
 
-  /** Resolves once the broker has acknowledged the message (PUBACK for QoS 1). */
-  publish(topic: string, payload: string | Buffer, options: IClientPublishOptions = { qos: 1 }): Promise<void> {
+  /**
+   * Resolves once the broker has acknowledged the message (PUBACK for QoS 1). `onAcked` runs
+   * synchronously with the PUBACK, before any message that arrived after it is handled.
+   */
+  publish(topic: string, payload: string | Buffer, options: IClientPublishOptions = { qos: 1 }, onAcked?: () => void): Promise<void> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`publish to ${topic} not acknowledged in ${this.publishTimeoutMs} ms`)), this.publishTimeoutMs);
       this.client.publish(topic, payload, options, (error) => {
         clearTimeout(timer);
-        if (error) reject(error);
-        else resolve();
+        if (error) return reject(error);
+        onAcked?.();
+        resolve();
       });
     });
   }

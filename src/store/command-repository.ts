@@ -28,6 +28,8 @@ export interface TransitionChange {
   unset?: Array<keyof Command>;
   inc?: Partial<Record<"attempt", number>>;
   event: Omit<CommandEvent, "status">;
+  /** History entries recorded just before the transition's own (a step the store never saw). */
+  precededBy?: CommandEvent[];
   /** Extra conditions the document must meet besides the allowed statuses. */
   where?: Filter<CommandDocument>;
 }
@@ -76,7 +78,7 @@ export class CommandRepository {
     const filter: Filter<CommandDocument> = { _id: id, status: { $in: [...rule.from] } };
     const update: UpdateFilter<CommandDocument> = {
       $set: { ...change.set, ...jsonFields(change.set ?? {}, escapeJsonKeys), status: rule.to, updatedAt: now },
-      $push: { history: { ...change.event, status: rule.to } },
+      $push: { history: { $each: [...(change.precededBy ?? []), { ...change.event, status: rule.to }] } },
     };
     if (change.unset?.length) update.$unset = Object.fromEntries(change.unset.map((field) => [field, ""]));
     if (change.inc) update.$inc = change.inc;
