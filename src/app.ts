@@ -162,7 +162,10 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         if (!parsed) return;
         await handler(parsed.deviceId, payload).catch((error) => log.warn({ topic, err: (error as Error).message }, "device message failed"));
       };
-    await mqtt.subscribe(topics.allDevices("replies"), onDeviceMessage((id, payload) => replies.handle(id, payload)), config.mqttSharedGroup);
+    await mqtt.subscribe(topics.allDevices("replies"), onDeviceMessage((id, payload) => replies.handle(id, payload)), {
+      sharedGroup: config.mqttSharedGroup,
+      ackAfterHandling: true,
+    });
     await mqtt.subscribe(topics.allDevices("presence"), onDeviceMessage((id, payload) => presence.handle(id, payload)));
 
     const sweeper = new Sweeper(

@@ -61,18 +61,18 @@ export class Dispatcher {
   }
 
   private async loop(deviceId: string, state: { again: boolean; redeliver: boolean }): Promise<void> {
-    try {
-      do {
-        state.again = false;
-        const redeliver = state.redeliver;
-        state.redeliver = false;
+    do {
+      state.again = false;
+      const redeliver = state.redeliver;
+      state.redeliver = false;
+      try {
         await this.runOnce(deviceId, redeliver);
-      } while (state.again && !this.stopped);
-    } catch (error) {
-      this.log.warn({ deviceId, err: (error as Error).message }, "dispatch failed; the sweeper will try again");
-    } finally {
-      this.running.delete(deviceId);
-    }
+      } catch (error) {
+        // A claimed command stays claimed until its lease ends; then it is published again.
+        this.log.warn({ deviceId, err: (error as Error).message }, "dispatch failed; will try again");
+      }
+    } while (state.again && !this.stopped);
+    this.running.delete(deviceId);
   }
 
   private async runOnce(deviceId: string, redeliver: boolean): Promise<void> {

@@ -25,19 +25,24 @@ export interface MqttConnectionOptions {
  * again. mqtt.js reconnects and resubscribes on its own.
  */
 export class MqttConnection {
-  private readonly routes: Array<{ filter: string; handler: MessageHandler }> = [];
+  private readonly routes: Array<{ filter: string; handler: MessageHandler; ackAfterHandling: boolean }> = [];
 
   private constructor(
     readonly client: MqttClient,
     private readonly publishTimeoutMs: number,
   ) {
+    // mqtt.js handles incoming packets one at a time, PUBACKs of our own publishes included: only
+    // handlers that must finish before the broker may forget the message are waited for.
     client.handleMessage = (packet, done) => {
       if (packet.cmd !== "publish") return done();
       const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
-      const handling = this.routes
-        .filter((route) => topicMatches(route.filter, packet.topic))
-        .map((route) => route.handler(packet.topic, payload));
-      Promise.allSettled(handling).then(() => done());
+      const waitFor: Array<Promise<void>> = [];
+      for (const route of this.routes) {
+        if (!topicMatches(route.filter, packet.topic)) continue;
+        const handling = Promise.resolve().then(() => route.handler(packet.topic, payload));
+        if (route.ackAfterHandling) waitFor.push(handling);
+      }
+      Promise.allSettled(waitFor).then(() => done());
     };
   }
 
@@ -90,9 +95,14 @@ export class MqttConnection {
     });
   }
 
-  /** Subscribes `filter` (through `$share/{group}/` when a group is given) and routes matching messages to `handler`. */
-  async subscribe(filter: string, handler: MessageHandler, sharedGroup?: string): Promise<void> {
-    this.routes.push({ filter, handler });
+  /**
+   * Subscribes `filter` (through `$share/{group}/` when a group is given) and routes matching messages
+   * to `handler`. With `ackAfterHandling` the broker gets its PUBACK only once the handler is done, so
+   * a message whose handling a crash interrupted is delivered again (with a persistent session).
+   */
+  async subscribe(filter: string, handler: MessageHandler, options: { sharedGroup?: string; ackAfterHandling?: boolean } = {}): Promise<void> {
+    const { sharedGroup, ackAfterHandling = false } = options;
+    this.routes.push({ filter, handler, ackAfterHandling });
     const subscription = sharedGroup ? `$share/${sharedGroup}/${filter}` : filter;
     const granted = await this.client.subscribeAsync(subscription, { qos: 1 });
     if (granted.some((g) => g.qos === 128)) throw new Error(`broker refused subscription to ${subscription}`);
