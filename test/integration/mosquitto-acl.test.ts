@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
-import { findFreePort } from "../../src/embedded/free-port";
 import { createTopics } from "../../src/mqtt/topics";
+import { startPrivateMosquitto, type PrivateMosquitto } from "../kit/mosquitto";
 import { uniqueName } from "../kit/store";
 
 const README = resolve(__dirname, "../../../README.md");
@@ -20,37 +20,13 @@ function readmeAcl(prefix: string): string {
   return block.replace(/\biot\//g, `${prefix}/`);
 }
 
-/** A private Mosquitto on a free port with the README's ACL and a password file for the gateway user. */
-async function startMosquitto(dir: string, prefix: string, gatewayPassword: string): Promise<{ url: string; child: ChildProcess }> {
-  const port = await findFreePort();
+/** A private Mosquitto with the README's ACL and a password file for the gateway user. */
+async function startMosquitto(dir: string, prefix: string, gatewayPassword: string): Promise<PrivateMosquitto> {
   const passwordFile = join(dir, "passwd");
   const aclFile = join(dir, "acl");
   execFileSync("mosquitto_passwd", ["-c", "-b", passwordFile, "gateway", gatewayPassword]);
   writeFileSync(aclFile, readmeAcl(prefix));
-  const conf = join(dir, "mosquitto.conf");
-  writeFileSync(
-    conf,
-    [
-      `listener ${port} 127.0.0.1`,
-      "allow_anonymous true",
-      `password_file ${passwordFile}`,
-      `acl_file ${aclFile}`,
-      "persistence false",
-      "log_dest stderr",
-      // Run as root (CI), Mosquitto would switch to a user that cannot read this private folder.
-      ...(process.getuid?.() === 0 ? ["user root"] : []),
-    ].join("\n") + "\n",
-  );
-  const child = spawn("mosquitto", ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  await new Promise<void>((resolveStarted, reject) => {
-    child.stderr!.on("data", (chunk) => {
-      log += chunk;
-      if (/running/.test(log)) resolveStarted();
-    });
-    child.once("exit", (code) => reject(new Error(`mosquitto exited with ${code}: ${log}`)));
-  });
-  return { url: `mqtt://127.0.0.1:${port}`, child };
+  return startPrivateMosquitto(dir, { conf: [`password_file ${passwordFile}`, `acl_file ${aclFile}`] });
 }
 
 describe("Mosquitto with the README's ACL", () => {
@@ -58,7 +34,7 @@ describe("Mosquitto with the README's ACL", () => {
   const prefix = uniqueName("acl");
   const topics = createTopics(prefix);
   const gatewayPassword = randomUUID();
-  let broker: { url: string; child: ChildProcess };
+  let broker: PrivateMosquitto;
   const clients: MqttClient[] = [];
 
   before(async () => {
@@ -66,7 +42,7 @@ describe("Mosquitto with the README's ACL", () => {
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
-    broker?.child.kill();
+    await broker?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
