@@ -101,7 +101,10 @@ export async function waitForStatus(client: GraphQLTestClient, id: string, statu
   for (;;) {
     const { command } = await client.data(CommandDocument, { id });
     if (command?.status === status) return command;
-    if (Date.now() > deadline) throw new Error(`command ${id} is ${command?.status ?? "missing"}, not ${status}, after ${timeoutMs} ms`);
+    if (Date.now() > deadline) {
+      const history = command?.history.map((h) => `${h.status}@${h.at}${h.detail ? `(${h.detail})` : ""}`).join(" ");
+      throw new Error(`command ${id} is ${command?.status ?? "missing"}, not ${status}, after ${timeoutMs} ms; history: ${history}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

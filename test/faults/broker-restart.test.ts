@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { DeviceClient } from "../../src/device-sdk";
+import { CommandDocument, RetryCommandDocument, SendCommandDocument } from "../generated/graphql";
+import type { GraphQLTestClient } from "../kit/graphql-client";
+import { startTestGateway, waitForStatus, type TestGateway } from "../kit/gateway";
+import { startPrivateMosquitto, type PrivateMosquitto } from "../kit/mosquitto";
+import { uniqueName } from "../kit/store";
+
+/**
+ * Invariant: the broker going away mid-traffic loses no command and runs none twice; /readyz says
+ * 503 while it is gone and 200 once the gateway has reconnected by itself. A final reply that the
+ * restarted broker could not pass on (nobody was subscribed yet) ends its command TIMED_OUT, the
+ * truthful state, and a retry is answered from the device's memory without running it again.
+ */
+describe("Mosquitto restarted mid-traffic", () => {
+  const dir = mkdtempSync(join(tmpdir(), "broker-restart-"));
+  let broker: PrivateMosquitto;
+  let kit: TestGateway;
+  let operator: GraphQLTestClient;
+  const devices: DeviceClient[] = [];
+
+  before(async () => {
+    broker = await startPrivateMosquitto(dir);
+    kit = await startTestGateway({ env: { MQTT_URL: broker.url, DISPATCH_LEASE_MS: "3000" } });
+    operator = await kit.as("operator");
+    for (let i = 0; i < 5; i++) devices.push(await kit.device(uniqueName(`th${i}-`), "thermostat", { latencyMs: [20, 120] }));
+  });
+  after(async () => {
+    await kit.stop();
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const ready = async () => (await fetch(`${kit.url}/readyz`)).status;
+  async function waitForReadiness(status: number) {
+    const deadline = Date.now() + 15_000;
+    while ((await ready()) !== status) {
+      if (Date.now() > deadline) throw new Error(`/readyz never became ${status}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  it("every command ends SUCCEEDED (directly, or after a retry of a timeout), executed once", async () => {
+    const ids: string[] = [];
+    const send = async (n: number) => {
+      const device = devices[n % devices.length]!;
+      const { sendCommand } = await operator.data(SendCommandDocument, {
+        input: { deviceId: device.deviceId, type: "thermostat.setTemperature", payload: { celsius: 10 + (n % 20) }, timeoutSeconds: 5 },
+      });
+      ids.push(sendCommand.id);
+    };
+    for (let n = 0; n < 15; n++) await send(n);
+
+    assert.equal(await ready(), 200);
+    await broker.stop();
+    await waitForReadiness(503);
+    // Commands keep being accepted while the broker is gone: they wait QUEUED in the store.
+    for (let n = 15; n < 25; n++) await send(n);
+    broker = await startPrivateMosquitto(dir, { port: broker.port });
+    await waitForReadiness(200);
+    for (let n = 25; n < 40; n++) await send(n);
+
+    for (const id of ids) {
+      const settled = await waitForFinal(operator, id);
+      if (settled === "TIMED_OUT") await operator.data(RetryCommandDocument, { id });
+    }
+    for (const id of ids) await waitForStatus(operator, id, "SUCCEEDED", 20_000);
+    for (const id of ids) {
+      const runs = devices.reduce((sum, device) => sum + (device.executions.get(id) ?? 0), 0);
+      assert.equal(runs, 1, `command ${id} ran ${runs} times`);
+    }
+  });
+});
+
+/** Waits until the command has stopped moving: SUCCEEDED or TIMED_OUT. */
+async function waitForFinal(client: GraphQLTestClient, id: string): Promise<string> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const { command } = await client.data(CommandDocument, { id });
+    if (command?.status === "SUCCEEDED" || command?.status === "TIMED_OUT") return command.status;
+    if (Date.now() > deadline) throw new Error(`command ${id} still ${command?.status}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { RetryCommandDocument, SendCommandDocument } from "../generated/graphql";
+import type { GraphQLTestClient } from "../kit/graphql-client";
+import { startTestGateway, waitForStatus, type TestGateway } from "../kit/gateway";
+import { uniqueName } from "../kit/store";
+
+/** Invariant: a device that drops mid-command and comes back gets what it missed, and runs each command once. */
+describe("device drops mid-command", () => {
+  let kit: TestGateway;
+  let operator: GraphQLTestClient;
+
+  before(async () => {
+    kit = await startTestGateway({ broker: "mosquitto" });
+    operator = await kit.as("operator");
+  });
+  after(() => kit.stop());
+
+  it("a command lost on the way (SENT, never acknowledged) is sent again when the device reconnects", async () => {
+    const deviceId = uniqueName("th-");
+    let deliveries = 0;
+    const device = await kit.device(deviceId, "thermostat", { handler: () => ({ result: { done: true } }) });
+    // The first delivery is lost on the link, as if the device dropped just as it arrived.
+    device.on("command", () => deliveries++);
+    const lose = (device as unknown as { options: { drop?: () => boolean } }).options;
+    lose.drop = () => deliveries === 1;
+    const { sendCommand } = await operator.data(SendCommandDocument, {
+      input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: 23 } },
+    });
+    await waitForStatus(operator, sendCommand.id, "SENT");
+    await device.stop({ graceful: false });
+    await device.start();
+    const done = await waitForStatus(operator, sendCommand.id, "SUCCEEDED");
+    assert.ok(deliveries >= 2, "delivered again after the reconnect");
+    assert.equal(device.executions.get(sendCommand.id), 1);
+    assert.deepEqual(
+      done.history.map((h) => h.status),
+      ["QUEUED", "SENT", "DELIVERED", "SUCCEEDED"],
+    );
+  });
+
+  it("a device that crashes while executing: the command times out, and a retry is answered from the device's memory without running again", async () => {
+    const deviceId = uniqueName("th-");
+    let started!: () => void;
+    let finished!: () => void;
+    const executing = new Promise<void>((resolve) => (started = resolve));
+    const executed = new Promise<void>((resolve) => (finished = resolve));
+    const device = await kit.device(deviceId, "thermostat", {
+      handler: async () => {
+        started();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        setImmediate(finished);
+        return { result: { celsius: 24 } };
+      },
+    });
+    const { sendCommand } = await operator.data(SendCommandDocument, {
+      input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: 24 }, timeoutSeconds: 2 },
+    });
+    await executing;
+    await device.stop({ graceful: false });
+    await executed; // done while disconnected: the final reply is lost with the connection
+    await device.start();
+    await waitForStatus(operator, sendCommand.id, "TIMED_OUT");
+    const { retryCommand } = await operator.data(RetryCommandDocument, { id: sendCommand.id });
+    assert.equal(retryCommand.attempt, 2);
+    const done = await waitForStatus(operator, sendCommand.id, "SUCCEEDED");
+    assert.deepEqual(done.result, { celsius: 24 });
+    assert.equal(device.executions.get(sendCommand.id), 1, "executed once in all");
+  });
+});
