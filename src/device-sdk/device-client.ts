@@ -3,6 +3,7 @@ import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
 import { systemClock, type Clock } from "../clock";
 import type { Logger } from "../logger";
+import { disableNagle } from "../mqtt/no-delay";
 import { createTopics, DEVICE_ID_PATTERN } from "../mqtt/topics";
 
 /** A command as the gateway publishes it on `{p}/devices/{id}/commands` (CONTRACT §5). */
@@ -180,6 +181,7 @@ export class DeviceClient extends EventEmitter<DeviceClientEvents> {
       will: { topic: this.topics.presence, payload: Buffer.from(OFFLINE), qos: 1, retain: true },
     });
     this.client = client;
+    disableNagle(client);
     client.on("connect", () => void this.announce(client));
     client.on("message", (topic, payload) => this.onMessage(topic, payload));
     client.on("close", () => {

@@ -57,6 +57,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
+    socket.setNoDelay(true);
     socket.on("close", () => sockets.delete(socket));
     broker.handle(socket);
   });

@@ -1,5 +1,6 @@
 import { connect, type IClientPublishOptions, type MqttClient } from "mqtt";
 import type { Logger } from "../logger";
+import { disableNagle } from "./no-delay";
 
 export type MessageHandler = (topic: string, payload: Buffer) => Promise<void> | void;
 
@@ -57,6 +58,7 @@ export class MqttConnection {
       connectTimeout: 5_000,
       keepalive: 15,
     });
+    disableNagle(client);
     const log = options.log.child({ component: "mqtt" });
     client.on("reconnect", () => log.debug("broker reconnecting"));
     client.on("offline", () => log.warn("broker connection lost"));
