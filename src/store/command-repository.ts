@@ -2,7 +2,7 @@ import type { Collection, Db, Filter, UpdateFilter } from "mongodb";
 import type { Command, CommandEvent, CommandStatus } from "../commands/command";
 import { TRANSITIONS, type CommandTransition } from "../commands/state-machine";
 import { isDuplicateKeyError } from "./database";
-import { idFilter } from "./id-filter";
+import { findOneInScope } from "./find-in-scope";
 import { ensureIndexes } from "./indexes";
 import { escapeJsonKeys, unescapeJsonKeys } from "./json-keys";
 
@@ -65,7 +65,7 @@ export class CommandRepository {
   }
 
   async findById(id: string, scope: Filter<CommandDocument> = {}): Promise<Command | null> {
-    const doc = await this.collection.findOne(idFilter(id, scope));
+    const doc = await findOneInScope(this.collection, id, scope);
     return doc ? fromDocument(doc) : null;
   }
 

@@ -1,7 +1,7 @@
 import type { Collection, Db, Filter } from "mongodb";
 import type { Device } from "../devices/device";
 import { isDuplicateKeyError } from "./database";
-import { idFilter } from "./id-filter";
+import { findOneInScope } from "./find-in-scope";
 import { ensureIndexes } from "./indexes";
 
 interface DispatchLease {
@@ -38,7 +38,7 @@ export class DeviceRepository {
   }
 
   async findById(id: string, scope: Filter<DeviceDocument> = {}): Promise<Device | null> {
-    const doc = await this.collection.findOne(idFilter(id, scope), { projection: { dispatchLease: 0 } });
+    const doc = await findOneInScope(this.collection, id, scope, { projection: { dispatchLease: 0 } });
     return doc ? fromDocument(doc) : null;
   }
 
