@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { DeviceClient } from "../../src/device-sdk";
-import { CommandDocument, RetryCommandDocument, SendCommandDocument } from "../generated/graphql";
+import { RetryCommandDocument, SendCommandDocument } from "../generated/graphql";
 import type { GraphQLTestClient } from "../kit/graphql-client";
-import { startTestGateway, waitForStatus, type TestGateway } from "../kit/gateway";
+import { startTestGateway, waitForAnyStatus, waitForStatus, type TestGateway } from "../kit/gateway";
 import { startPrivateMosquitto, type PrivateMosquitto } from "../kit/mosquitto";
 import { uniqueName } from "../kit/store";
 
@@ -65,8 +65,8 @@ describe("Mosquitto restarted mid-traffic", () => {
     for (let n = 25; n < 40; n++) await send(n);
 
     for (const id of ids) {
-      const settled = await waitForFinal(operator, id);
-      if (settled === "TIMED_OUT") await operator.data(RetryCommandDocument, { id });
+      const settled = await waitForAnyStatus(operator, id, ["SUCCEEDED", "TIMED_OUT"], 30_000);
+      if (settled.status === "TIMED_OUT") await operator.data(RetryCommandDocument, { id });
     }
     for (const id of ids) await waitForStatus(operator, id, "SUCCEEDED", 20_000);
     for (const id of ids) {
@@ -76,13 +76,3 @@ describe("Mosquitto restarted mid-traffic", () => {
   });
 });
 
-/** Waits until the command has stopped moving: SUCCEEDED or TIMED_OUT. */
-async function waitForFinal(client: GraphQLTestClient, id: string): Promise<string> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const { command } = await client.data(CommandDocument, { id });
-    if (command?.status === "SUCCEEDED" || command?.status === "TIMED_OUT") return command.status;
-    if (Date.now() > deadline) throw new Error(`command ${id} still ${command?.status}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}

@@ -96,11 +96,17 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
 }
 
 /** Polls `command(id)` until it reaches `status` (for when a subscription would start too late). */
-export async function waitForStatus(client: GraphQLTestClient, id: string, status: CommandStatus, timeoutMs = 10_000) {
+export function waitForStatus(client: GraphQLTestClient, id: string, status: CommandStatus, timeoutMs = 10_000) {
+  return waitForAnyStatus(client, id, [status], timeoutMs);
+}
+
+/** Polls `command(id)` until it reaches one of `statuses`. */
+export async function waitForAnyStatus(client: GraphQLTestClient, id: string, statuses: CommandStatus[], timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
+  const status = statuses.join(" or ");
   for (;;) {
     const { command } = await client.data(CommandDocument, { id });
-    if (command?.status === status) return command;
+    if (command && statuses.includes(command.status)) return command;
     if (Date.now() > deadline) {
       const history = command?.history.map((h) => `${h.status}@${h.at}${h.detail ? `(${h.detail})` : ""}`).join(" ");
       throw new Error(`command ${id} is ${command?.status ?? "missing"}, not ${status}, after ${timeoutMs} ms; history: ${history}`);
