@@ -30,6 +30,7 @@ import { ApiKeyRepository } from "./store/api-key-repository";
 import { CommandRepository } from "./store/command-repository";
 import { connectDatabase } from "./store/database";
 import { DeviceRepository } from "./store/device-repository";
+import { DispatchLeaseRepository } from "./store/dispatch-lease-repository";
 import { AlertResolver } from "../resolvers/alerts/alert.resolver";
 import { ApiKeyResolver } from "../resolvers/apikeys/api-key.resolver";
 import { CommandTypeResolver } from "../resolvers/catalog/command-type.resolver";
@@ -116,9 +117,11 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const catalog = new CommandCatalog();
     const lifecycle = new CommandLifecycle(commandRepository, clock, metrics);
     lifecycle.onTransition((command) => pubSub.publish(Topic.CommandUpdated, toCommandUpdate(command)));
+    const perDevice = new KeyedSerial();
     const alertService = new AlertService(
       alertRepository,
       commandRepository,
+      perDevice,
       async (alert) => {
         pubSub.publish(Topic.AlertRaised, alert);
         await mqtt.publish(topics.alerts(), JSON.stringify(alert), { qos: 1 });
@@ -128,10 +131,10 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     );
     lifecycle.onTransition(alertService.onCommandChange);
 
-    const perDevice = new KeyedSerial();
     const dispatcher = new Dispatcher(
       commandRepository,
       deviceRepository,
+      new DispatchLeaseRepository(database.db),
       lifecycle,
       perDevice,
       (command, message, onAcked) => mqtt.publish(topics.commands(command.deviceId), message, { qos: 1 }, onAcked),
@@ -142,13 +145,14 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       log.child({ component: "dispatcher" }),
     );
     stack.push(() => dispatcher.stop());
-    const commandService = new CommandService(commandRepository, deviceRepository, catalog, lifecycle, dispatcher, clock, {
+    const commandService = new CommandService(commandRepository, deviceRepository, catalog, lifecycle, perDevice, dispatcher, clock, {
       maxQueuedPerDevice: config.maxQueuedPerDevice,
     });
     const deviceService = new DeviceService(deviceRepository, clock);
     const replies = new ReplyIngest(commandRepository, lifecycle, perDevice, clock, metrics, log.child({ component: "replies" }));
     const presence = new PresenceIngest(
       deviceRepository,
+      perDevice,
       // A device announces itself online only when it (re)connects, and a retained announcement reaches
       // us when we (re)subscribe: either way what it was sent but did not acknowledge may be lost.
       (deviceId) => dispatcher.kick(deviceId, { redeliver: true }),

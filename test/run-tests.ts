@@ -41,7 +41,8 @@ async function main(): Promise<number> {
   console.log(`store: FerretDB (${backend.kind}) at ${store.uri}; broker: ${mosquitto} and in-process aedes; ${files.length} test files`);
   try {
     return await new Promise<number>((resolveExit) => {
-      const child = spawn(process.execPath, ["--test", `--test-concurrency=${values.concurrency}`, ...files], {
+      // A test that hangs fails after two minutes instead of holding CI until its limit.
+      const child = spawn(process.execPath, ["--test", `--test-concurrency=${values.concurrency}`, "--test-timeout=120000", ...files], {
         stdio: "inherit",
         env: { ...process.env, TEST_MONGODB_URI: store.uri, TEST_MOSQUITTO_URL: mosquitto },
       });

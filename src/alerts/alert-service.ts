@@ -1,6 +1,7 @@
 import { abilityOf, accessibleFilter } from "../authz/ability";
 import type { Principal } from "../authz/principal";
 import type { Clock } from "../clock";
+import type { KeyedSerial } from "../common/keyed-serial";
 import type { Command, PendingAlert } from "../commands/command";
 import type { CommandChange } from "../commands/lifecycle";
 import { decodeCursor, encodeCursor, pageSize, toPage, type Page } from "../common/pagination";
@@ -22,6 +23,7 @@ export class AlertService {
   constructor(
     private readonly alerts: AlertRepository,
     private readonly commands: CommandRepository,
+    private readonly perDevice: KeyedSerial,
     private readonly publish: AlertPublisher,
     private readonly clock: Clock,
     private readonly log: Logger,
@@ -60,7 +62,9 @@ export class AlertService {
       message: messageFor(command, pending),
     };
     if (await this.alerts.insert(alert)) await this.publish(alert);
-    await this.commands.update(command.id, { "pendingAlert.kind": pending.kind, "pendingAlert.level": pending.level }, { $unset: { pendingAlert: "" } });
+    await this.perDevice.run(command.deviceId, () =>
+      this.commands.update(command.id, { "pendingAlert.kind": pending.kind, "pendingAlert.level": pending.level }, { $unset: { pendingAlert: "" } }),
+    );
   }
 
   async list(principal: Principal, request: { open?: boolean | null; first?: number | null; after?: string | null }): Promise<Page<Alert>> {

@@ -6,6 +6,7 @@ import type { CommandCatalog } from "../catalog/catalog";
 import type { Clock } from "../clock";
 import { decodeCursor, encodeCursor, pageSize, toPage, type Page } from "../common/pagination";
 import { faultPoint } from "../common/fault-points";
+import type { KeyedSerial } from "../common/keyed-serial";
 import { badInput, conflict, forbidden, notFound, rateLimited } from "../errors";
 import { DEVICE_ID_PATTERN } from "../mqtt/topics";
 import type { CommandQuery, CommandRepository } from "../store/command-repository";
@@ -58,6 +59,8 @@ export class CommandService {
     private readonly devices: DeviceRepository,
     private readonly catalog: CommandCatalog,
     private readonly lifecycle: CommandLifecycle,
+    /** A device's commands are written one at a time in this replica (see KeyedSerial). */
+    private readonly perDevice: KeyedSerial,
     private readonly dispatch: DispatchTrigger,
     private readonly clock: Clock,
     private readonly limits: CommandLimits = DEFAULT_COMMAND_LIMITS,
@@ -142,6 +145,11 @@ export class CommandService {
 
   /** FAILED, TIMED_OUT or EXPIRED → QUEUED with the same id and attempt + 1, sent again like a new command. */
   async retry(principal: Principal, id: string): Promise<Command> {
+    const { deviceId } = await this.requireAllowed(principal, id, "retry");
+    return this.perDevice.run(deviceId, () => this.retryInLane(principal, id));
+  }
+
+  private async retryInLane(principal: Principal, id: string): Promise<Command> {
     const command = await this.requireAllowed(principal, id, "retry");
     const now = this.clock.now();
     const updated = await this.lifecycle.apply(id, "retry", {
@@ -160,6 +168,11 @@ export class CommandService {
   /** Raises the escalation level and an ESCALATED alert; the status stays. */
   async escalate(principal: Principal, id: string, note: string | null | undefined): Promise<Command> {
     if (note != null && note.length > MAX_NOTE_LENGTH) throw badInput(`note must be at most ${MAX_NOTE_LENGTH} characters`, { field: "note" });
+    const { deviceId } = await this.requireAllowed(principal, id, "escalate");
+    return this.perDevice.run(deviceId, () => this.escalateInLane(principal, id, note));
+  }
+
+  private async escalateInLane(principal: Principal, id: string, note: string | null | undefined): Promise<Command> {
     const command = await this.requireAllowed(principal, id, "escalate");
     if (!ESCALATABLE.includes(command.status)) throw conflict(`Command is ${command.status}; escalate needs FAILED, TIMED_OUT or EXPIRED`);
     const now = this.clock.now();
@@ -180,11 +193,10 @@ export class CommandService {
 
   /** QUEUED → CANCELED, only while no dispatcher has taken it (then it may already be on its way). */
   async cancel(principal: Principal, id: string): Promise<Command> {
-    await this.requireAllowed(principal, id, "cancel");
-    const updated = await this.lifecycle.apply(id, "cancel", {
-      event: { at: this.clock.now(), actor: principal.id },
-      where: { claim: { $exists: false } },
-    });
+    const { deviceId } = await this.requireAllowed(principal, id, "cancel");
+    const updated = await this.perDevice.run(deviceId, () =>
+      this.lifecycle.apply(id, "cancel", { event: { at: this.clock.now(), actor: principal.id }, where: { claim: { $exists: false } } }),
+    );
     if (!updated) throw await this.refusal(id, "cancel", "QUEUED and not yet being sent");
     return updated;
   }

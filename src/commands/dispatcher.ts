@@ -5,6 +5,7 @@ import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
 import type { CommandRepository } from "../store/command-repository";
 import type { DeviceRepository } from "../store/device-repository";
+import type { DispatchLeaseRepository } from "../store/dispatch-lease-repository";
 import type { Command } from "./command";
 import { encodeCommandMessage } from "./command-message";
 import type { CommandLifecycle } from "./lifecycle";
@@ -29,6 +30,7 @@ export class Dispatcher {
   constructor(
     private readonly commands: CommandRepository,
     private readonly devices: DeviceRepository,
+    private readonly leases: DispatchLeaseRepository,
     private readonly lifecycle: CommandLifecycle,
     private readonly perDevice: KeyedSerial,
     private readonly publish: CommandPublisher,
@@ -77,7 +79,7 @@ export class Dispatcher {
 
   private async runOnce(deviceId: string, redeliver: boolean): Promise<void> {
     let leaseUntil = this.clock.now().getTime() + this.leaseMs;
-    if (!(await this.devices.acquireDispatchLease(deviceId, this.owner, this.clock.now(), this.leaseMs))) return;
+    if (!(await this.leases.acquire(deviceId, this.owner, this.clock.now(), this.leaseMs))) return;
     try {
       if (redeliver) {
         // Sent before the device went away and never acknowledged: send again, same id and attempt.
@@ -89,11 +91,11 @@ export class Dispatcher {
       }
       while (!this.stopped && (await this.isOnline(deviceId))) {
         const now = this.clock.now();
-        const command = await this.commands.claimNextForDevice(deviceId, this.owner, now, this.leaseMs);
+        const command = await this.perDevice.run(deviceId, () => this.commands.claimNextForDevice(deviceId, this.owner, now, this.leaseMs));
         if (!command) return;
         // Renewed only once half of it is used up: a store write fewer per command on a busy device.
         if (leaseUntil - now.getTime() < this.leaseMs / 2) {
-          await this.devices.acquireDispatchLease(deviceId, this.owner, now, this.leaseMs);
+          await this.leases.acquire(deviceId, this.owner, now, this.leaseMs);
           leaseUntil = now.getTime() + this.leaseMs;
         }
         faultPoint("after-claim");
@@ -107,7 +109,7 @@ export class Dispatcher {
         await marked;
       }
     } finally {
-      await this.devices.releaseDispatchLease(deviceId, this.owner);
+      await this.leases.release(deviceId, this.owner);
     }
   }
 

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Clock } from "../clock";
+import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { DeviceRepository } from "../store/device-repository";
 
@@ -14,6 +15,8 @@ export type PresenceListener = (deviceId: string) => void;
 export class PresenceIngest {
   constructor(
     private readonly devices: DeviceRepository,
+    /** Presence changes of one device are stored in the order they arrived (a will, then a reconnect). */
+    private readonly perDevice: KeyedSerial,
     private readonly onOnline: PresenceListener,
     private readonly clock: Clock,
     private readonly log: Logger,
@@ -27,7 +30,7 @@ export class PresenceIngest {
       this.log.debug({ deviceId }, "malformed presence message ignored");
       return;
     }
-    const registered = await this.devices.setPresence(deviceId, online, this.clock.now());
+    const registered = await this.perDevice.run(deviceId, () => this.devices.setPresence(deviceId, online, this.clock.now()));
     if (registered && online) this.onOnline(deviceId);
   }
 }

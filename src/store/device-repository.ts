@@ -4,12 +4,7 @@ import { isDuplicateKeyError } from "./database";
 import { findOneInScope } from "./find-in-scope";
 import { ensureIndexes } from "./indexes";
 
-interface DispatchLease {
-  owner: string;
-  until: Date;
-}
-
-type DeviceDocument = Omit<Device, "id"> & { _id: string; dispatchLease?: DispatchLease };
+type DeviceDocument = Omit<Device, "id"> & { _id: string };
 
 export class DeviceRepository {
   readonly collection: Collection<DeviceDocument>;
@@ -38,12 +33,12 @@ export class DeviceRepository {
   }
 
   async findById(id: string, scope: Filter<DeviceDocument> = {}): Promise<Device | null> {
-    const doc = await findOneInScope(this.collection, id, scope, { projection: { dispatchLease: 0 } });
+    const doc = await findOneInScope(this.collection, id, scope);
     return doc ? fromDocument(doc) : null;
   }
 
   async findByIds(ids: string[]): Promise<Device[]> {
-    const docs = await this.collection.find({ _id: { $in: ids } }, { projection: { dispatchLease: 0 } }).toArray();
+    const docs = await this.collection.find({ _id: { $in: ids } }).toArray();
     return docs.map(fromDocument);
   }
 
@@ -53,7 +48,7 @@ export class DeviceRepository {
     if (site !== undefined) conditions.push({ site });
     if (after !== undefined) conditions.push({ _id: { $gt: after } });
     const docs = await this.collection
-      .find({ $and: conditions }, { projection: { dispatchLease: 0 } })
+      .find({ $and: conditions })
       .sort({ _id: 1 })
       .limit(first)
       .toArray();
@@ -64,19 +59,6 @@ export class DeviceRepository {
   async setPresence(id: string, online: boolean, at: Date): Promise<boolean> {
     const result = await this.collection.updateOne({ _id: id }, { $set: { online, lastSeenAt: at } });
     return result.matchedCount === 1;
-  }
-
-  /** One dispatcher per device at a time, across replicas, so commands reach it in order. */
-  async acquireDispatchLease(id: string, owner: string, now: Date, leaseMs: number): Promise<boolean> {
-    const result = await this.collection.updateOne(
-      { _id: id, $or: [{ dispatchLease: { $exists: false } }, { "dispatchLease.until": { $lt: now } }, { "dispatchLease.owner": owner }] },
-      { $set: { dispatchLease: { owner, until: new Date(now.getTime() + leaseMs) } } },
-    );
-    return result.matchedCount === 1;
-  }
-
-  async releaseDispatchLease(id: string, owner: string): Promise<void> {
-    await this.collection.updateOne({ _id: id, "dispatchLease.owner": owner }, { $unset: { dispatchLease: "" } });
   }
 
   async onlineAmong(ids: string[]): Promise<string[]> {
@@ -90,6 +72,6 @@ export class DeviceRepository {
 }
 
 function fromDocument(doc: DeviceDocument): Device {
-  const { _id, dispatchLease: _lease, ...rest } = doc;
+  const { _id, ...rest } = doc;
   return { id: _id, ...rest };
 }

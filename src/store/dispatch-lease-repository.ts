@@ -1,0 +1,41 @@
+import type { Collection, Db } from "mongodb";
+import { isDuplicateKeyError } from "./database";
+
+interface LeaseDocument {
+  _id: string;
+  owner: string;
+  until: Date;
+}
+
+/**
+ * Leases that give one replica a device's dispatch at a time. They live apart from the device
+ * documents, so a lease write never races a presence write on one document, and a lease is taken by
+ * an insert on its unique `_id`, the one write every MongoDB-wire store makes exclusive.
+ */
+export class DispatchLeaseRepository {
+  readonly collection: Collection<LeaseDocument>;
+
+  constructor(db: Db) {
+    this.collection = db.collection<LeaseDocument>("dispatch_leases");
+  }
+
+  /** Takes the device's lease, or extends it when `owner` holds it already; `false` when another owner does. */
+  async acquire(deviceId: string, owner: string, now: Date, leaseMs: number): Promise<boolean> {
+    const until = new Date(now.getTime() + leaseMs);
+    const renewed = await this.collection.updateOne({ _id: deviceId, owner }, { $set: { until } });
+    if (renewed.matchedCount === 1) return true;
+    // Another owner's lease that ran out (its replica died) no longer counts.
+    await this.collection.deleteOne({ _id: deviceId, until: { $lt: now } });
+    try {
+      await this.collection.insertOne({ _id: deviceId, owner, until });
+      return true;
+    } catch (error) {
+      if (isDuplicateKeyError(error)) return false;
+      throw error;
+    }
+  }
+
+  async release(deviceId: string, owner: string): Promise<void> {
+    await this.collection.deleteOne({ _id: deviceId, owner });
+  }
+}
