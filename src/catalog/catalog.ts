@@ -1,4 +1,5 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from "ajv";
+import { pointerSegment } from "../common/json-pointer";
 import { badInput } from "../errors";
 import { ANY_MODEL, BUILT_IN_COMMAND_TYPES, type CommandTypeDefinition } from "./command-types";
 
@@ -62,13 +63,11 @@ function payloadError(error: ErrorObject | undefined) {
   let message = error.message ?? "is invalid";
   if (error.keyword === "additionalProperties") {
     const extra = String(error.params.additionalProperty);
-    pointer += `/${escapePointer(extra)}`;
+    pointer += `/${pointerSegment(extra)}`;
     message = "is not an allowed field";
   } else if (error.keyword === "required") {
-    pointer += `/${escapePointer(String(error.params.missingProperty))}`;
+    pointer += `/${pointerSegment(String(error.params.missingProperty))}`;
     message = "is required";
   }
   return badInput(`payload${pointer || ""} ${message}`, { field: "payload", pointer });
 }
-
-const escapePointer = (segment: string) => segment.replace(/~/g, "~0").replace(/\//g, "~1");
