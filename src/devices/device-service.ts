@@ -13,7 +13,8 @@ export interface RegisterDeviceRequest {
   model: string;
 }
 
-const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** Site and model names. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** Device registry: registration by admins, reads filtered by the caller's ability. */
 export class DeviceService {

@@ -22,6 +22,23 @@ export class Metrics {
     labelNames: ["kind"] as const,
     registers: [this.registry],
   });
+  readonly telemetryMessages = new Counter({
+    name: "gateway_telemetry_messages_total",
+    help: "Telemetry messages handled by this replica: evaluated against the rules or dropped",
+    registers: [this.registry],
+  });
+  readonly telemetryDropped = new Counter({
+    name: "gateway_telemetry_dropped_total",
+    help: "Telemetry messages not evaluated, by reason",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  readonly ruleFirings = new Counter({
+    name: "gateway_rule_firings_total",
+    help: "Rule matches by outcome: sent, refused (the command API said no), failed, cooldown, disabled",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
   readonly httpRequests = new Counter({
     name: "gateway_http_requests_total",
     help: "HTTP requests by route and status code",
