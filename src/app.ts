@@ -4,6 +4,10 @@ import { AlertService } from "./alerts/alert-service";
 import { ApiKeyService } from "./apikeys/api-key-service";
 import { Authenticator } from "./auth/authenticator";
 import { JwtVerifier, type JwtSettings } from "./auth/jwt";
+import { EnabledRules } from "./automation/enabled-rules";
+import { RuleEngine } from "./automation/rule-engine";
+import { RuleService } from "./automation/rule-service";
+import { TelemetryIngest } from "./automation/telemetry-ingest";
 import { CommandCatalog } from "./catalog/catalog";
 import { systemClock, type Clock } from "./clock";
 import { KeyedSerial } from "./common/keyed-serial";
@@ -37,6 +41,8 @@ import { CommandTypeResolver } from "../resolvers/catalog/command-type.resolver"
 import { CommandResolver } from "../resolvers/commands/command.resolver";
 import { DeviceResolver } from "../resolvers/devices/device.resolver";
 import { rateLimitMutations } from "../resolvers/rate-limit.middleware";
+import { RuleRepository } from "./store/rule-repository";
+import { RuleResolver } from "../resolvers/rules/rule.resolver";
 import { buildGatewaySchema } from "../resolvers/schema";
 
 export interface Gateway {
@@ -47,8 +53,14 @@ export interface Gateway {
   mongodbUri: string;
   /** Set when no JWT configuration was given and a random secret was made (the embedded default). */
   generatedJwtSecret?: string;
-  services: { commands: CommandService; devices: DeviceService; catalog: CommandCatalog; apiKeys: ApiKeyService };
-  repositories: { commands: CommandRepository; devices: DeviceRepository; alerts: AlertRepository; apiKeys: ApiKeyRepository };
+  services: { commands: CommandService; devices: DeviceService; catalog: CommandCatalog; apiKeys: ApiKeyService; rules: RuleService };
+  repositories: {
+    commands: CommandRepository;
+    devices: DeviceRepository;
+    alerts: AlertRepository;
+    apiKeys: ApiKeyRepository;
+    rules: RuleRepository;
+  };
   stop(): Promise<void>;
 }
 
@@ -84,11 +96,13 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const deviceRepository = new DeviceRepository(database.db);
     const alertRepository = new AlertRepository(database.db);
     const apiKeyRepository = new ApiKeyRepository(database.db);
+    const ruleRepository = new RuleRepository(database.db);
     await Promise.all([
       commandRepository.ensureIndexes(),
       deviceRepository.ensureIndexes(),
       alertRepository.ensureIndexes(),
       apiKeyRepository.ensureIndexes(),
+      ruleRepository.ensureIndexes(),
     ]);
 
     let mqttUrl = config.mqttUrl;
@@ -172,6 +186,14 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     });
     await mqtt.subscribe(topics.allDevices("presence"), onDeviceMessage((id, payload) => presence.handle(id, payload)));
 
+    const enabledRules = new EnabledRules(ruleRepository, clock, log.child({ component: "rules" }));
+    const ruleService = new RuleService(ruleRepository, deviceRepository, catalog, enabledRules, clock);
+    const ruleEngine = new RuleEngine(ruleRepository, enabledRules, commandService, clock, metrics, log.child({ component: "rules" }));
+    const telemetry = new TelemetryIngest(deviceRepository, ruleEngine, clock, metrics, log.child({ component: "telemetry" }));
+    await mqtt.subscribe(topics.allDevices("telemetry"), onDeviceMessage((id, payload) => telemetry.handle(id, payload)), {
+      sharedGroup: config.mqttSharedGroup,
+    });
+
     const sweeper = new Sweeper(
       commandRepository,
       deviceRepository,
@@ -201,6 +223,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         new CommandTypeResolver(catalog),
         new AlertResolver(alertService),
         new ApiKeyResolver(apiKeyService),
+        new RuleResolver(ruleService),
       ],
       middlewares: [rateLimitMutations(new TokenBuckets(config.rateLimitMutationsPerMinute, clock))],
     });
@@ -232,8 +255,14 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       mqttUrl,
       mongodbUri,
       generatedJwtSecret,
-      services: { commands: commandService, devices: deviceService, catalog, apiKeys: apiKeyService },
-      repositories: { commands: commandRepository, devices: deviceRepository, alerts: alertRepository, apiKeys: apiKeyRepository },
+      services: { commands: commandService, devices: deviceService, catalog, apiKeys: apiKeyService, rules: ruleService },
+      repositories: {
+        commands: commandRepository,
+        devices: deviceRepository,
+        alerts: alertRepository,
+        apiKeys: apiKeyRepository,
+        rules: ruleRepository,
+      },
       stop,
     };
   } catch (error) {

@@ -16,6 +16,8 @@ export interface TestGatewayOptions {
   env?: Record<string, string>;
   /** Reuse a database (a restart); default a fresh one. */
   database?: string;
+  /** Share a topic prefix with another gateway (replicas on one broker); default a fresh one. */
+  topicPrefix?: string;
 }
 
 export type DeviceOptions = Partial<SimulationOptions> & {
@@ -45,7 +47,7 @@ export interface TestGateway {
  */
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
   const database = options.database ?? uniqueName("t_");
-  const topicPrefix = uniqueName("t");
+  const topicPrefix = options.topicPrefix ?? uniqueName("t");
   const env: Record<string, string> = {
     MONGODB_URI: await testStoreUri(),
     MONGODB_DB: database,

@@ -1,22 +1,31 @@
-/** Reads one sample of a Prometheus counter from the gateway's /metrics (0 when not yet present). */
-export async function metricValue(baseUrl: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+/** Sum of a metric's samples on the gateway's /metrics whose labels include `labels` (0 when absent). */
+export async function readMetric(baseUrl: string, name: string, labels: Record<string, string> = {}): Promise<number> {
   const text = await (await fetch(`${baseUrl}/metrics`)).text();
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  let sum = 0;
   for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    const labelText = /\{(.*)\}/.exec(line)?.[1] ?? "";
-    if (wanted.every((pair) => labelText.split(",").includes(pair))) return Number(line.split(" ").at(-1));
+    const match = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const sampleLabels = Object.fromEntries([...(match[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
+    if (Object.entries(labels).every(([k, v]) => sampleLabels[k] === v)) sum += Number(match[3]);
   }
-  return 0;
+  return sum;
 }
 
-/** Polls until the counter reaches `atLeast`; returns its value. */
-export async function waitForMetric(baseUrl: string, name: string, labels: Record<string, string>, atLeast: number, timeoutMs = 10_000): Promise<number> {
+/** Polls until the metric, summed over the gateways at `baseUrls`, reaches `atLeast`. */
+export async function waitForMetric(
+  baseUrls: string | string[],
+  name: string,
+  atLeast: number,
+  labels: Record<string, string> = {},
+  timeoutMs = 10_000,
+): Promise<number> {
+  const urls = Array.isArray(baseUrls) ? baseUrls : [baseUrls];
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = await metricValue(baseUrl, name, labels);
-    if (value >= atLeast) return value;
-    if (Date.now() > deadline) throw new Error(`${name}${JSON.stringify(labels)} is ${value}, expected at least ${atLeast}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    const values = await Promise.all(urls.map((url) => readMetric(url, name, labels)));
+    const total = values.reduce((a, b) => a + b, 0);
+    if (total >= atLeast) return total;
+    if (Date.now() > deadline) throw new Error(`${name}${JSON.stringify(labels)} is ${total}, not ${atLeast}, after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
