@@ -1,3 +1,4 @@
+import { setFlagsFromString } from "node:v8";
 import {
   $and,
   $eq,
@@ -30,7 +31,6 @@ import {
   regex,
   within,
 } from "@ucast/mongo2js";
-import { setFlagsFromString } from "node:v8";
 import { pointerSegment } from "../common/json-pointer";
 import { badInput } from "../errors";
 

@@ -75,7 +75,7 @@ export class RuleEngine {
     const cooldownMs = current.cooldownSeconds * 1000;
     const claim = await this.rules.claimFiring(current.id, device.id, now, cooldownMs);
     if (!claim.claimed) {
-      if (claim.lastFiredAt) this.remember(key, claim.lastFiredAt.getTime() + cooldownMs);
+      this.remember(key, claim.lastFiredAt.getTime() + cooldownMs);
       return "cooldown";
     }
     this.remember(key, now.getTime() + cooldownMs);
