@@ -121,12 +121,12 @@ async function main(): Promise<void> {
 
     // Warm-up: rule and device caches loaded, the matching rules fired once per device.
     await publishAll(kit.url, devices, 20, window, maxAhead);
-    await waitForMetric(kit.url, HANDLED, 20 * deviceCount, 60_000);
+    await waitForMetric(kit.url, HANDLED, 20 * deviceCount, {}, 60_000);
 
     const before = await readMetric(kit.url, HANDLED);
     const started = process.hrtime.bigint();
     await publishAll(kit.url, devices, perDevice, window, maxAhead);
-    await waitForMetric(kit.url, HANDLED, before + total, 60_000);
+    await waitForMetric(kit.url, HANDLED, before + total, {}, 60_000);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 
     const dropped = await readMetric(kit.url, "gateway_telemetry_dropped_total");

@@ -53,7 +53,3 @@ export const isStoreUnavailableError = (error: unknown): boolean =>
 export const isDuplicateKeyError = (error: unknown): boolean =>
   typeof error === "object" && error !== null && (error as { code?: unknown }).code === 11000;
 
-/** Optional fields left unset are not stored at all (rather than as null). */
-export function withoutUndefined<T extends object>(value: T): T {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
-}

@@ -1,6 +1,6 @@
 import type { Collection, Db, Filter } from "mongodb";
 import type { AutomationRule, RuleStats, RuleWithStats } from "../automation/rule";
-import { isDuplicateKeyError, withoutUndefined } from "./database";
+import { isDuplicateKeyError } from "./database";
 import { ensureIndexes } from "./indexes";
 
 /** `when` is stored as JSON text: its `$` operators and dotted paths cannot be stored as field names. */
@@ -52,7 +52,7 @@ export class RuleRepository {
   async insert(rule: AutomationRule): Promise<void> {
     const { id, when, ...rest } = rule;
     await this.stats.insertOne({ _id: id, fireCount: 0 });
-    await this.collection.insertOne(withoutUndefined({ _id: id, ...rest, when: JSON.stringify(when) }));
+    await this.collection.insertOne({ _id: id, ...rest, when: JSON.stringify(when) });
   }
 
   async findById(id: string, scope: Filter<RuleDocument> = {}): Promise<AutomationRule | null> {

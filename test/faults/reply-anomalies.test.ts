@@ -4,7 +4,7 @@ import mqtt from "mqtt";
 import { CommandDocument, SendCommandDocument } from "../generated/graphql";
 import type { GraphQLTestClient } from "../kit/graphql-client";
 import { startTestGateway, waitForStatus, type TestGateway } from "../kit/gateway";
-import { metricValue, waitForMetric } from "../kit/metrics";
+import { readMetric, waitForMetric } from "../kit/metrics";
 import { MOSQUITTO_URL, uniqueName } from "../kit/store";
 
 const REJECTED = "gateway_replies_rejected_total";
@@ -47,9 +47,9 @@ describe("replies that must change nothing", () => {
 
   /** Publishes, waits until the reason's counter moved by `count`, and returns the command as stored. */
   async function rejected(reason: string, count: number, publish: () => Promise<unknown>, commandId?: string) {
-    const before = await metricValue(kit.url, REJECTED, { reason });
+    const before = await readMetric(kit.url, REJECTED, { reason });
     await publish();
-    await waitForMetric(kit.url, REJECTED, { reason }, before + count);
+    await waitForMetric(kit.url, REJECTED, before + count, { reason });
     return commandId ? (await operator.data(CommandDocument, { id: commandId })).command : undefined;
   }
 
