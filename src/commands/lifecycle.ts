@@ -37,10 +37,17 @@ export class CommandLifecycle {
   /** The command after the transition, or null if its status no longer allowed it. */
   async apply(id: string, transition: CommandTransition, change: TransitionChange): Promise<Command | null> {
     const updated = await this.commands.transition(id, transition, change, this.clock.now());
-    if (updated) {
-      this.metrics.commandTransitions.inc({ status: updated.status });
-      this.notify(updated, transition);
-    }
+    if (!updated) return null;
+    // A step recorded on the way (SENT, when the device's reply came before the PUBACK was stored)
+    // is announced too, as the command stood right after it: every transition reaches subscribers.
+    const steps = change.precededBy ?? [];
+    steps.forEach((step, i) => {
+      const historyLength = updated.history.length - steps.length + i;
+      this.metrics.commandTransitions.inc({ status: step.status });
+      this.notify({ ...updated, status: step.status, history: updated.history.slice(0, historyLength + 1) }, "publishAcked");
+    });
+    this.metrics.commandTransitions.inc({ status: updated.status });
+    this.notify(updated, transition);
     return updated;
   }
 
