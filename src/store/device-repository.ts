@@ -37,11 +37,6 @@ export class DeviceRepository {
     return doc ? fromDocument(doc) : null;
   }
 
-  async findByIds(ids: string[]): Promise<Device[]> {
-    const docs = await this.collection.find({ _id: { $in: ids } }).toArray();
-    return docs.map(fromDocument);
-  }
-
   /** Ordered by id; `after` is the last id seen. */
   async list(scope: Filter<DeviceDocument>, site: string | undefined, first: number, after?: string): Promise<Device[]> {
     const conditions: Filter<DeviceDocument>[] = [scope];
