@@ -1,6 +1,6 @@
 import type { Collection, Db, Filter } from "mongodb";
 import type { Alert, AlertKind } from "../alerts/alert";
-import { isDuplicateKeyError } from "./database";
+import { insertUnique } from "./database";
 import { ensureIndexes } from "./indexes";
 
 type AlertDocument = Omit<Alert, "id"> & { _id: string };
@@ -22,13 +22,7 @@ export class AlertRepository {
   /** `false` when this alert was raised before (by this or another replica). */
   async insert(alert: Alert): Promise<boolean> {
     const { id, ...rest } = alert;
-    try {
-      await this.collection.insertOne({ _id: id, ...rest });
-      return true;
-    } catch (error) {
-      if (isDuplicateKeyError(error)) return false;
-      throw error;
-    }
+    return insertUnique(this.collection, { _id: id, ...rest });
   }
 
   /** Resolves the command's open alerts (of the given kinds, or all); returns how many. */

@@ -1,7 +1,7 @@
 import type { Collection, Db, Filter, UpdateFilter } from "mongodb";
 import type { Command, CommandEvent, CommandStatus } from "../commands/command";
 import { TRANSITIONS, type CommandTransition } from "../commands/state-machine";
-import { isDuplicateKeyError } from "./database";
+import { insertUnique } from "./database";
 import { findOneInScope } from "./find-in-scope";
 import { ensureIndexes } from "./indexes";
 import { escapeJsonKeys, unescapeJsonKeys } from "./json-keys";
@@ -55,13 +55,7 @@ export class CommandRepository {
 
   /** Inserts a new command; `false` when a command with that id already exists (an idempotent resend). */
   async insert(command: Command): Promise<boolean> {
-    try {
-      await this.collection.insertOne(toDocument(command));
-      return true;
-    } catch (error) {
-      if (isDuplicateKeyError(error)) return false;
-      throw error;
-    }
+    return insertUnique(this.collection, toDocument(command));
   }
 
   async findById(id: string, scope: Filter<CommandDocument> = {}): Promise<Command | null> {

@@ -1,4 +1,14 @@
-import { MongoClient, MongoNetworkError, MongoNotConnectedError, MongoServerSelectionError, MongoTopologyClosedError, type Db } from "mongodb";
+import {
+  MongoClient,
+  MongoNetworkError,
+  MongoNotConnectedError,
+  MongoServerSelectionError,
+  MongoTopologyClosedError,
+  type Collection,
+  type Db,
+  type Document,
+  type OptionalUnlessRequiredId,
+} from "mongodb";
 import type { Logger } from "../logger";
 
 export interface Database {
@@ -50,6 +60,20 @@ export const isStoreUnavailableError = (error: unknown): boolean =>
   error instanceof MongoNotConnectedError ||
   error instanceof MongoTopologyClosedError;
 
-export const isDuplicateKeyError = (error: unknown): boolean =>
+const isDuplicateKeyError = (error: unknown): boolean =>
   typeof error === "object" && error !== null && (error as { code?: unknown }).code === 11000;
+
+/**
+ * Inserts unless a document with that `_id` exists: `false` then. A unique insert is the one write every
+ * MongoDB-wire store makes exclusive, so it also decides races (idempotent resends, leases, alerts).
+ */
+export async function insertUnique<T extends Document>(collection: Collection<T>, doc: OptionalUnlessRequiredId<T>): Promise<boolean> {
+  try {
+    await collection.insertOne(doc);
+    return true;
+  } catch (error) {
+    if (isDuplicateKeyError(error)) return false;
+    throw error;
+  }
+}
 

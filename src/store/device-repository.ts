@@ -1,6 +1,6 @@
 import type { Collection, Db, Filter } from "mongodb";
 import type { Device } from "../devices/device";
-import { isDuplicateKeyError } from "./database";
+import { insertUnique } from "./database";
 import { findOneInScope } from "./find-in-scope";
 import { ensureIndexes } from "./indexes";
 
@@ -23,13 +23,7 @@ export class DeviceRepository {
   /** `false` when the id is already registered (in any tenant: ids are MQTT client ids). */
   async insert(device: Device): Promise<boolean> {
     const { id, ...rest } = device;
-    try {
-      await this.collection.insertOne({ _id: id, ...rest });
-      return true;
-    } catch (error) {
-      if (isDuplicateKeyError(error)) return false;
-      throw error;
-    }
+    return insertUnique(this.collection, { _id: id, ...rest });
   }
 
   async findById(id: string, scope: Filter<DeviceDocument> = {}): Promise<Device | null> {

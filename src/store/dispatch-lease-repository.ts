@@ -1,5 +1,5 @@
 import type { Collection, Db } from "mongodb";
-import { isDuplicateKeyError } from "./database";
+import { insertUnique } from "./database";
 
 interface LeaseDocument {
   _id: string;
@@ -26,13 +26,7 @@ export class DispatchLeaseRepository {
     if (renewed.matchedCount === 1) return true;
     // Another owner's lease that ran out (its replica died) no longer counts.
     await this.collection.deleteOne({ _id: deviceId, until: { $lt: now } });
-    try {
-      await this.collection.insertOne({ _id: deviceId, owner, until });
-      return true;
-    } catch (error) {
-      if (isDuplicateKeyError(error)) return false;
-      throw error;
-    }
+    return insertUnique(this.collection, { _id: deviceId, owner, until });
   }
 
   async release(deviceId: string, owner: string): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Collection, Db, Filter } from "mongodb";
 import type { AutomationRule, RuleStats, RuleWithStats } from "../automation/rule";
-import { isDuplicateKeyError } from "./database";
+import { insertUnique } from "./database";
 import { ensureIndexes } from "./indexes";
 
 /** `when` is stored as JSON text: its `$` operators and dotted paths cannot be stored as field names. */
@@ -101,11 +101,8 @@ export class RuleRepository {
     const [last] = await this.firings.find({ ruleId, deviceId }).sort({ seq: -1 }).limit(1).toArray();
     if (last && last.firedAt.getTime() + cooldownMs > now.getTime()) return { claimed: false, lastFiredAt: last.firedAt };
     const seq = (last?.seq ?? 0) + 1;
-    try {
-      await this.firings.insertOne({ _id: `${ruleId}/${deviceId}/${seq}`, ruleId, deviceId, seq, firedAt: now });
-    } catch (error) {
-      if (isDuplicateKeyError(error)) return { claimed: false, lastFiredAt: now };
-      throw error;
+    if (!(await insertUnique(this.firings, { _id: `${ruleId}/${deviceId}/${seq}`, ruleId, deviceId, seq, firedAt: now }))) {
+      return { claimed: false, lastFiredAt: now };
     }
     // Only the newest firing decides; older ones are history nobody reads.
     if (last) await this.firings.deleteMany({ ruleId, deviceId, seq: { $lt: seq } });

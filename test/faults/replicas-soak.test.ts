@@ -17,7 +17,8 @@ import { GraphQLTestClient, type Subscription } from "../kit/graphql-client";
 import { dropBrokerSession, startGatewayProcess, type GatewayProcess } from "../kit/process";
 import { MOSQUITTO_URL, testStoreUri, uniqueName } from "../kit/store";
 
-// Scaled by environment: the CI default is small but not trivial; SOAK_DEVICES=50 SOAK_COMMANDS=500 is the full run.
+// Scaled by environment: the CI default is small but not trivial; the full run is
+// SOAK_DEVICES=50 SOAK_COMMANDS=500 TEST_TIMEOUT_MS=900000 node dist/test/run-tests.js dist/test/faults/replicas-soak.test.js
 const DEVICES = Number(process.env.SOAK_DEVICES ?? 12);
 const COMMANDS = Number(process.env.SOAK_COMMANDS ?? 120);
 const REPLICAS = 3;
