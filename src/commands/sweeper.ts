@@ -10,6 +10,7 @@ import type { Dispatcher } from "./dispatcher";
 import type { CommandLifecycle } from "./lifecycle";
 
 const BATCH = 200;
+const SAFETY_NET_INTERVAL_MS = 2_000;
 
 /**
  * The periodic part of the lifecycle: deadlines → TIMED_OUT, expiries → EXPIRED, and the safety net
@@ -20,6 +21,8 @@ const BATCH = 200;
 export class Sweeper {
   private timer?: NodeJS.Timeout;
   private sweeping?: Promise<void>;
+  private round = 0;
+  private readonly safetyNetEvery: number;
 
   constructor(
     private readonly commands: CommandRepository,
@@ -31,7 +34,9 @@ export class Sweeper {
     private readonly clock: Clock,
     private readonly intervalMs: number,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.safetyNetEvery = Math.max(1, Math.round(SAFETY_NET_INTERVAL_MS / intervalMs));
+  }
 
   start(): void {
     this.timer = setInterval(() => {
@@ -51,8 +56,12 @@ export class Sweeper {
   async sweep(): Promise<void> {
     await this.timeOutOverdue();
     await this.expireStale();
-    await this.raisePendingAlerts();
-    await this.kickStalledQueues();
+    // The safety net repairs what is rare (a crash, a lost wake-up): every couple of seconds is enough,
+    // and it spares the store two scans per round.
+    if (this.round++ % this.safetyNetEvery === 0) {
+      await this.raisePendingAlerts();
+      await this.kickStalledQueues();
+    }
   }
 
   private async timeOutOverdue(): Promise<void> {

@@ -121,7 +121,16 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
           finals.set(id, { status: command.status, history: command.history.map((h) => h.status) });
           break;
         }
-        assert.ok(Date.now() < deadline, `command ${id} is still ${command?.status}`);
+        if (Date.now() >= deadline) {
+          const mongo = await MongoClient.connect(storeUri);
+          const db = mongo.db(database);
+          const doc = await db.collection("commands").findOne({ _id: id as never });
+          const device = await db.collection("devices").findOne({ _id: doc?.deviceId });
+          const lease = await db.collection("dispatch_leases").findOne({ _id: doc?.deviceId });
+          const queued = await db.collection("commands").countDocuments({ deviceId: doc?.deviceId, status: "QUEUED" });
+          await mongo.close();
+          assert.fail(`command ${id} is still ${command?.status}: ${JSON.stringify({ claim: doc?.claim, device, lease, queued, now: new Date() })}`);
+        }
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }
