@@ -56,14 +56,7 @@ export class CommandResolver {
 
   @Mutation(() => CommandType)
   sendCommand(@Ctx() { principal }: GatewayContext, @Arg("input") input: SendCommandInput) {
-    return this.commandService.send(principal, {
-      deviceId: input.deviceId,
-      type: input.type,
-      payload: input.payload,
-      timeoutSeconds: input.timeoutSeconds,
-      expiresInSeconds: input.expiresInSeconds,
-      idempotencyKey: input.idempotencyKey,
-    });
+    return this.commandService.send(principal, input);
   }
 
   @Mutation(() => CommandType, { description: "From FAILED, TIMED_OUT, EXPIRED: back to QUEUED, same id, attempt + 1" })

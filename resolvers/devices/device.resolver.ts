@@ -26,6 +26,6 @@ export class DeviceResolver {
 
   @Mutation(() => DeviceType)
   registerDevice(@Ctx() { principal }: GatewayContext, @Arg("input") input: RegisterDeviceInput) {
-    return this.deviceService.register(principal, { id: input.id, site: input.site, model: input.model });
+    return this.deviceService.register(principal, input);
   }
 }

@@ -15,17 +15,7 @@ export class RuleResolver {
 
   @Mutation(() => AutomationRuleType, { description: "Admin only" })
   createRule(@Ctx() { principal }: GatewayContext, @Arg("input") input: RuleInput) {
-    return this.ruleService.create(principal, {
-      name: input.name,
-      site: input.site,
-      model: input.model,
-      deviceId: input.deviceId,
-      when: input.when,
-      commandType: input.commandType,
-      commandPayload: input.commandPayload,
-      targetDeviceId: input.targetDeviceId,
-      cooldownSeconds: input.cooldownSeconds,
-    });
+    return this.ruleService.create(principal, input);
   }
 
   @Mutation(() => AutomationRuleType, { description: "Admin only" })

@@ -1,6 +1,6 @@
 import type { Collection, Db, Filter } from "mongodb";
 import type { Alert, AlertKind } from "../alerts/alert";
-import { insertUnique } from "./database";
+import { insertUnique, withId } from "./database";
 import { ensureIndexes } from "./indexes";
 
 type AlertDocument = Omit<Alert, "id"> & { _id: string };
@@ -40,11 +40,11 @@ export class AlertRepository {
     if (open === false) conditions.push({ resolvedAt: { $exists: true } });
     if (after) conditions.push({ $or: [{ raisedAt: { $lt: after.raisedAt } }, { raisedAt: after.raisedAt, _id: { $lt: after.id } }] });
     const docs = await this.collection.find({ $and: conditions }).sort({ raisedAt: -1, _id: -1 }).limit(first).toArray();
-    return docs.map(fromDocument);
+    return docs.map(withId);
   }
 
   async findForCommand(commandId: string): Promise<Alert[]> {
-    return (await this.collection.find({ commandId }).sort({ raisedAt: 1 }).toArray()).map(fromDocument);
+    return (await this.collection.find({ commandId }).sort({ raisedAt: 1 }).toArray()).map(withId);
   }
 
   async count(filter: Filter<AlertDocument> = {}): Promise<number> {
@@ -52,7 +52,3 @@ export class AlertRepository {
   }
 }
 
-function fromDocument(doc: AlertDocument): Alert {
-  const { _id, ...rest } = doc;
-  return { id: _id, ...rest };
-}

@@ -1,5 +1,6 @@
 import type { Collection, Db, Filter } from "mongodb";
 import type { ApiKey } from "../apikeys/api-key";
+import { withId } from "./database";
 import { ensureIndexes } from "./indexes";
 
 type ApiKeyDocument = Omit<ApiKey, "id"> & { _id: string };
@@ -26,24 +27,20 @@ export class ApiKeyRepository {
 
   async findByHash(hash: string): Promise<ApiKey | null> {
     const doc = await this.collection.findOne({ hash });
-    return doc ? fromDocument(doc) : null;
+    return doc ? withId(doc) : null;
   }
 
   /** Newest first, within `scope` (the caller's ability as a filter). */
   async list(scope: Filter<ApiKeyDocument>, limit: number): Promise<ApiKey[]> {
     const docs = await this.collection.find(scope).sort({ createdAt: -1, _id: -1 }).limit(limit).toArray();
-    return docs.map(fromDocument);
+    return docs.map(withId);
   }
 
   /** Sets `revokedAt` once; returns the key as it is afterwards, or null when it is not in `scope`. */
   async revoke(id: string, scope: Filter<ApiKeyDocument>, at: Date): Promise<ApiKey | null> {
     await this.collection.updateOne({ $and: [{ _id: id }, scope, { revokedAt: { $exists: false } }] }, { $set: { revokedAt: at } });
     const doc = await this.collection.findOne({ $and: [{ _id: id }, scope] });
-    return doc ? fromDocument(doc) : null;
+    return doc ? withId(doc) : null;
   }
 }
 
-function fromDocument(doc: ApiKeyDocument): ApiKey {
-  const { _id, ...rest } = doc;
-  return { id: _id, ...rest };
-}

@@ -60,6 +60,11 @@ export const isStoreUnavailableError = (error: unknown): boolean =>
   error instanceof MongoNotConnectedError ||
   error instanceof MongoTopologyClosedError;
 
+/** A stored document as the domain sees it: `_id` becomes `id`. */
+export function withId<T extends { _id: string }>({ _id, ...rest }: T): Omit<T, "_id"> & { id: string } {
+  return { id: _id, ...rest };
+}
+
 const isDuplicateKeyError = (error: unknown): boolean =>
   typeof error === "object" && error !== null && (error as { code?: unknown }).code === 11000;
 

@@ -1,6 +1,6 @@
 import type { Collection, Db, Filter } from "mongodb";
 import type { Device } from "../devices/device";
-import { insertUnique } from "./database";
+import { insertUnique, withId } from "./database";
 import { findOneInScope } from "./find-in-scope";
 import { ensureIndexes } from "./indexes";
 
@@ -28,7 +28,7 @@ export class DeviceRepository {
 
   async findById(id: string, scope: Filter<DeviceDocument> = {}): Promise<Device | null> {
     const doc = await findOneInScope(this.collection, id, scope);
-    return doc ? fromDocument(doc) : null;
+    return doc ? withId(doc) : null;
   }
 
   /** Ordered by id; `after` is the last id seen. */
@@ -41,7 +41,7 @@ export class DeviceRepository {
       .sort({ _id: 1 })
       .limit(first)
       .toArray();
-    return docs.map(fromDocument);
+    return docs.map(withId);
   }
 
   /** Records presence; `false` for an id that is not registered. */
@@ -60,7 +60,3 @@ export class DeviceRepository {
   }
 }
 
-function fromDocument(doc: DeviceDocument): Device {
-  const { _id, ...rest } = doc;
-  return { id: _id, ...rest };
-}
