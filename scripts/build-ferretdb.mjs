@@ -1,15 +1,18 @@
 #!/usr/bin/env node
-// Builds FerretDB (the embedded store's server) from the Go module proxy into a cache the project owns.
+// Builds FerretDB (the embedded store's server) from the Go module proxy into a cache the project owns, and beside
+// it the project's SQLite helper (src/embedded/sqlite-helper), which tunes FerretDB's SQLite files.
 //
 // Plain Node ESM with no dependencies, because CI runs it before `tsc`. It is the only implementation:
-// src/embedded/ferretdb-binary.ts runs it with `--print-path`.
+// src/embedded/ferretdb-binary.ts runs it with `--print-paths`.
 //
-//   node scripts/build-ferretdb.mjs               build if needed; progress on stderr
-//   node scripts/build-ferretdb.mjs --print-path  same, then print the binary's path on stdout
+//   node scripts/build-ferretdb.mjs                build if needed; progress on stderr
+//   node scripts/build-ferretdb.mjs --print-paths  same, then print {"ferretdb": path, "sqliteHelper": path} on stdout
 //
-// Environment: FERRETDB_BIN (use that binary as is, no build), FERRETDB_CACHE_DIR (default ~/.cache/iot-gateway).
+// Environment: FERRETDB_BIN (use that binary as is, no build), SQLITE_HELPER_BIN (the same for the helper),
+// FERRETDB_CACHE_DIR (default ~/.cache/iot-gateway).
 
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -18,10 +21,59 @@ import { fileURLToPath } from "node:url";
 export const FERRETDB_VERSION = "v1.24.2";
 const MODULE = "github.com/FerretDB/FerretDB";
 
+const SQLITE_HELPER_SOURCE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "src", "embedded", "sqlite-helper");
+
+function binDir(env = process.env) {
+  const cacheRoot = env.FERRETDB_CACHE_DIR || path.join(os.homedir(), ".cache", "iot-gateway");
+  return path.resolve(cacheRoot, `ferretdb-${FERRETDB_VERSION}`, "bin");
+}
+
 /** Where the binary lives once built. */
 export function ferretdbBinaryPath(env = process.env) {
-  const cacheRoot = env.FERRETDB_CACHE_DIR || path.join(os.homedir(), ".cache", "iot-gateway");
-  return path.resolve(cacheRoot, `ferretdb-${FERRETDB_VERSION}`, "bin", "ferretdb");
+  return path.join(binDir(env), "ferretdb");
+}
+
+/** The helper's binary is named after a hash of its sources, so a changed helper is rebuilt and never confused with an old one. */
+export function sqliteHelperBinaryPath(env = process.env) {
+  const hash = createHash("sha256");
+  for (const name of ["go.mod", "go.sum", "main.go"]) hash.update(name).update(fs.readFileSync(path.join(SQLITE_HELPER_SOURCE, name)));
+  return path.join(binDir(env), `sqlite-helper-${hash.digest("hex").slice(0, 12)}`);
+}
+
+/**
+ * Returns the path of the SQLite helper, building it on first use. It needs only modules FerretDB's build put in
+ * the Go module cache (the same modernc.org/sqlite), so it takes seconds after FerretDB and works offline.
+ * @param {{ log?: (line: string) => void }} [opts]
+ * @returns {Promise<string>}
+ */
+export async function ensureSqliteHelper({ log = (line) => process.stderr.write(`${line}\n`) } = {}) {
+  const override = process.env.SQLITE_HELPER_BIN;
+  if (override) {
+    if (!isExecutable(override)) throw new Error(`SQLITE_HELPER_BIN=${override} is not an executable file`);
+    return override;
+  }
+  const bin = sqliteHelperBinaryPath();
+  if (isExecutable(bin)) return bin;
+  fs.mkdirSync(path.dirname(bin), { recursive: true });
+  const unlock = await lockBuild(path.dirname(bin), log);
+  try {
+    if (isExecutable(bin)) return bin;
+    await requireGo("the embedded store's SQLite helper", "SQLITE_HELPER_BIN");
+    const started = Date.now();
+    log("building the SQLite helper of the embedded store (first run only)…");
+    const partial = `${bin}.partial-${process.pid}`;
+    const env = { ...process.env, GOTOOLCHAIN: process.env.GOTOOLCHAIN || "local", GOFLAGS: "-mod=readonly" };
+    const result = await run("go", ["build", "-trimpath", "-o", partial, "."], { cwd: SQLITE_HELPER_SOURCE, env });
+    if (result.code !== 0) {
+      fs.rmSync(partial, { force: true });
+      throw new Error(`go build of the SQLite helper failed: ${tail(result.stderr)}`);
+    }
+    fs.renameSync(partial, bin);
+    log(`built the SQLite helper in ${Math.round((Date.now() - started) / 1000)} s: ${bin}`);
+  } finally {
+    unlock();
+  }
+  return bin;
 }
 
 /**
@@ -53,7 +105,7 @@ export async function ensureFerretdb({ log = (line) => process.stderr.write(`${l
 }
 
 async function build(bin, log) {
-  await requireGo();
+  await requireGo(`FerretDB ${FERRETDB_VERSION}`, "FERRETDB_BIN");
   const started = Date.now();
   log(`building FerretDB ${FERRETDB_VERSION} (first run only, ~1 min)…`);
 
@@ -87,7 +139,7 @@ async function build(bin, log) {
   log(`built FerretDB ${FERRETDB_VERSION} in ${Math.round((Date.now() - started) / 1000)} s: ${bin}`);
 }
 
-async function requireGo() {
+async function requireGo(what, override) {
   try {
     const result = await run("go", ["version"], {});
     if (result.code === 0) return;
@@ -95,7 +147,7 @@ async function requireGo() {
     // ENOENT: handled below
   }
   throw new Error(
-    `FerretDB ${FERRETDB_VERSION} must be built once and the Go toolchain ('go') is not on PATH: install Go >= 1.24, or set FERRETDB_BIN to a FerretDB ${FERRETDB_VERSION} binary, or set MONGODB_URI`,
+    `${what} must be built once and the Go toolchain ('go') is not on PATH: install Go >= 1.24, or set ${override} to a built binary, or set MONGODB_URI`,
   );
 }
 
@@ -200,9 +252,10 @@ function tail(text, lines = 15) {
 const invokedDirectly = process.argv[1] && fs.realpathSync(process.argv[1]) === fs.realpathSync(fileURLToPath(import.meta.url));
 if (invokedDirectly) {
   try {
-    const bin = await ensureFerretdb();
-    if (process.argv.includes("--print-path")) process.stdout.write(`${bin}\n`);
-    else process.stderr.write(`FerretDB ${FERRETDB_VERSION}: ${bin}\n`);
+    const ferretdb = await ensureFerretdb();
+    const sqliteHelper = await ensureSqliteHelper();
+    if (process.argv.includes("--print-paths")) process.stdout.write(`${JSON.stringify({ ferretdb, sqliteHelper })}\n`);
+    else process.stderr.write(`FerretDB ${FERRETDB_VERSION}: ${ferretdb}\nSQLite helper: ${sqliteHelper}\n`);
   } catch (err) {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = 1;

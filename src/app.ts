@@ -21,7 +21,7 @@ import type { Config } from "./config";
 import { DeviceService } from "./devices/device-service";
 import { PresenceIngest } from "./devices/presence-ingest";
 import { startEmbeddedBroker } from "./embedded/broker";
-import { startEmbeddedStore } from "./embedded/ferretdb";
+import { startEmbeddedStore, type EmbeddedStore, type EmbeddedStorePorts } from "./embedded/ferretdb";
 import { MqttEventTarget } from "./events/mqtt-event-target";
 import { createGatewayPubSub, reviveEvent, Topic, toCommandUpdate } from "./events/pubsub";
 import type { Logger } from "./logger";
@@ -53,6 +53,11 @@ export interface Gateway {
   mongodbUri: string;
   /** Set when no JWT configuration was given and a random secret was made (the embedded default). */
   generatedJwtSecret?: string;
+  /**
+   * The embedded store's implementations of the store ports (src/store/store-ports.ts), when the gateway started the
+   * embedded store on SQLite; otherwise the MongoDB ones apply.
+   */
+  storePorts?: EmbeddedStorePorts;
   services: { commands: CommandService; devices: DeviceService; catalog: CommandCatalog; apiKeys: ApiKeyService; rules: RuleService };
   repositories: {
     commands: CommandRepository;
@@ -85,10 +90,21 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const metrics = new Metrics();
 
     let mongodbUri = config.mongodbUri;
+    let embeddedStore: EmbeddedStore | undefined;
     if (!mongodbUri) {
-      const store = await startEmbeddedStore({ dataDir: config.dataDir, log });
+      const store = (embeddedStore = await startEmbeddedStore({ dataDir: config.dataDir, log }));
       stack.push(() => store.stop());
       mongodbUri = store.uri;
+      store.onSupervision((event) => {
+        if (event.kind === "restarted") {
+          metrics.embeddedStoreRestarts.inc({ outcome: "restarted" });
+          return;
+        }
+        // Nothing works without the store and the data is on disk: exit, so whatever runs the gateway restarts it.
+        metrics.embeddedStoreRestarts.inc({ outcome: "gave_up" });
+        log.fatal({ err: event.error.message }, "the embedded store cannot be restarted; the gateway exits");
+        void stop().finally(() => process.exit(1));
+      });
     }
     const database = await connectDatabase(mongodbUri, config.mongodbDb, log);
     stack.push(() => database.close());
@@ -104,6 +120,8 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       apiKeyRepository.ensureIndexes(),
       ruleRepository.ensureIndexes(),
     ]);
+    // After ensureIndexes: the tuning works on the tables behind the collections.
+    const storePorts = await embeddedStore?.tune(database.db, config.mongodbDb);
 
     let mqttUrl = config.mqttUrl;
     let mqttCredentials = { username: config.mqttUsername, password: config.mqttPassword };
@@ -231,7 +249,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       schema,
       authenticator,
       metrics,
-      isReady: () => database.isConnected() && mqtt.isConnected(),
+      isReady: () => database.isConnected() && mqtt.isConnected() && (embeddedStore?.isRunning() ?? true),
       isStoreAvailable: () => database.isConnected(),
       port: config.port,
       host: config.host,
@@ -255,6 +273,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       mqttUrl,
       mongodbUri,
       generatedJwtSecret,
+      storePorts,
       services: { commands: commandService, devices: deviceService, catalog, apiKeys: apiKeyService, rules: ruleService },
       repositories: {
         commands: commandRepository,

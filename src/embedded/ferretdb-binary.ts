@@ -7,27 +7,43 @@ import type { Logger } from "../logger";
 const packageRoot = path.resolve(__dirname, "../../..");
 const buildScript = path.join(packageRoot, "scripts", "build-ferretdb.mjs");
 
+export interface StoreBinaries {
+  ferretdb: string;
+  /** src/embedded/sqlite-helper: runs SQL on FerretDB's SQLite files. */
+  sqliteHelper: string;
+}
+
 /**
- * Path of the FerretDB binary for the embedded store, built on first use.
+ * Paths of the FerretDB binary and the SQLite helper for the embedded store, built on first use.
  *
  * The logic lives only in scripts/build-ferretdb.mjs (CI runs it before tsc), so this runs that script:
- * its stdout is the path, its progress lines on stderr are passed through. `FERRETDB_BIN` overrides all.
+ * its stdout is the paths as JSON, its progress lines on stderr are passed through. `FERRETDB_BIN` and
+ * `SQLITE_HELPER_BIN` override the builds.
  */
-export async function ensureFerretdbBinary(log: Logger): Promise<string> {
+export async function ensureStoreBinaries(log: Logger): Promise<StoreBinaries> {
   if (!fs.existsSync(buildScript)) throw new Error(`cannot provide FerretDB: ${buildScript} is missing`);
   const { code, stdout, stderr } = await runScript();
-  const binary = stdout.trim().split("\n").pop();
-  if (code !== 0 || !binary) {
+  const binaries = parsePaths(stdout.trim().split("\n").pop() ?? "");
+  if (code !== 0 || !binaries) {
     const reason = stderr.trim().split("\n").pop() || `exit code ${String(code)}`;
     throw new Error(`cannot provide FerretDB for the embedded store: ${reason}`);
   }
-  log.debug({ binary }, "FerretDB binary");
-  return binary;
+  log.debug(binaries, "embedded store binaries");
+  return binaries;
+}
+
+function parsePaths(line: string): StoreBinaries | undefined {
+  try {
+    const parsed = JSON.parse(line) as Partial<StoreBinaries>;
+    return typeof parsed.ferretdb === "string" && typeof parsed.sqliteHelper === "string" ? { ferretdb: parsed.ferretdb, sqliteHelper: parsed.sqliteHelper } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function runScript(): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [buildScript, "--print-path"], {
+    const child = spawn(process.execPath, [buildScript, "--print-paths"], {
       cwd: packageRoot,
       stdio: ["ignore", "pipe", "pipe"],
     });

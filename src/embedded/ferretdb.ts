@@ -5,10 +5,14 @@ import net from "node:net";
 import path from "node:path";
 import readline from "node:readline";
 import type { Readable, Writable } from "node:stream";
-import { MongoClient } from "mongodb";
+import { MongoClient, type Db } from "mongodb";
 import type { Logger } from "../logger";
-import { ensureFerretdbBinary } from "./ferretdb-binary";
+import type { CommandIdQueries, VersionedWrites } from "../store/store-ports";
+import { ensureStoreBinaries } from "./ferretdb-binary";
 import { findFreePort } from "./free-port";
+import { SqliteHelper } from "./sqlite-helper";
+import { GuardedVersionedWrites, SqliteCommandIdQueries } from "./sqlite-store-ports";
+import { tuneSqliteDatabase } from "./sqlite-tuning";
 
 export type EmbeddedStoreBackend = { kind: "sqlite" } | { kind: "postgresql"; url: string };
 
@@ -20,9 +24,26 @@ export interface EmbeddedStoreOptions {
   backend?: EmbeddedStoreBackend;
 }
 
+/** The store ports as the embedded store implements them (src/store/store-ports.ts). */
+export interface EmbeddedStorePorts {
+  versionedWrites: VersionedWrites;
+  commandIdQueries: CommandIdQueries;
+}
+
+/** What the supervisor did after FerretDB died: started it again, or gave up (the gateway must exit). */
+export type SupervisionEvent = { kind: "restarted"; attempt: number } | { kind: "gave-up"; error: Error };
+
 export interface EmbeddedStore {
-  /** MongoDB connection string of the running server, e.g. `mongodb://127.0.0.1:40123/`. */
+  /** MongoDB connection string of the running server, e.g. `mongodb://127.0.0.1:40123/`. It survives restarts. */
   readonly uri: string;
+  /**
+   * Sets the database up for speed and compare-and-set once its collections exist (SQLite: see sqlite-tuning.ts),
+   * and returns the store ports that rely on it. Undefined on the PostgreSQL backend: the MongoDB ones apply.
+   */
+  tune(db: Db, dbName: string): Promise<EmbeddedStorePorts | undefined>;
+  /** False while FerretDB is down (being restarted, or given up on). */
+  isRunning(): boolean;
+  onSupervision(listener: (event: SupervisionEvent) => void): void;
   /** Stops the server (SIGTERM, SIGKILL after 5 s) and releases the data directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -30,10 +51,23 @@ export interface EmbeddedStore {
 const READY_TIMEOUT_MS = 20_000;
 const STOP_GRACE_MS = 5_000;
 const PORT_ATTEMPTS = 3;
+/** Waits before each restart after FerretDB died; then the supervisor gives up. */
+const RESTART_BACKOFF_MS = [250, 1_000, 2_000, 4_000, 8_000];
+/** A FerretDB that has run this long without dying has recovered: the back-off starts over. */
+const HEALTHY_AFTER_MS = 60_000;
+
+/**
+ * SQLite settings on every FerretDB connection, measured on this machine (README, "Embedded store"):
+ * `synchronous(normal)` is safe in WAL mode against a crash of the process (the OOM killer included; only a power
+ * loss may lose the last commits) and makes every commit cheaper. `cache_size`, `mmap_size` and `temp_store` made
+ * no difference beyond noise, so they are left at SQLite's defaults.
+ */
+export const SQLITE_PRAGMAS = ["synchronous(normal)"];
 
 /**
  * Starts FerretDB as a child process: a MongoDB-wire server over SQLite files in `dataDir`
  * (or over PostgreSQL), so the gateway runs without an external database and its data survives restarts.
+ * If FerretDB dies (the OOM killer), it is started again on the same files and port, so the driver reconnects.
  */
 export async function startEmbeddedStore(opts: EmbeddedStoreOptions): Promise<EmbeddedStore> {
   const dataDir = path.resolve(opts.dataDir);
@@ -41,15 +75,13 @@ export async function startEmbeddedStore(opts: EmbeddedStoreOptions): Promise<Em
   fs.mkdirSync(dataDir, { recursive: true });
   const releaseLock = lockDataDir(dataDir);
   try {
-    const binary = await ensureFerretdbBinary(log);
+    const binaries = await ensureStoreBinaries(log);
     const stateDir = path.join(dataDir, "ferretdb-state");
     fs.mkdirSync(stateDir, { recursive: true });
+    const backendKind = opts.backend?.kind ?? "sqlite";
     const backend = backendArguments(opts.backend ?? { kind: "sqlite" }, dataDir);
-
-    for (let attempt = 1; ; attempt++) {
-      // The port is free when picked but could be taken before FerretDB binds it: then pick another.
-      const port = await findFreePort();
-      const server = launch(binary, backend.env, [
+    const launchOn = (port: number) =>
+      launch(binaries.ferretdb, backend.env, [
         ...backend.args,
         `--state-dir=${stateDir}`,
         `--listen-addr=127.0.0.1:${port}`,
@@ -59,35 +91,125 @@ export async function startEmbeddedStore(opts: EmbeddedStoreOptions): Promise<Em
         "--log-level=warn",
         "--log-format=json",
       ], log);
-      const uri = `mongodb://127.0.0.1:${port}/`;
-      try {
-        await waitUntilReady(port, server);
-      } catch (err) {
-        await server.stop();
-        if (attempt < PORT_ATTEMPTS && /address already in use/i.test(server.outputTail())) continue;
-        throw err;
-      }
-      log.info({ uri, dataDir, backend: opts.backend?.kind ?? "sqlite" }, "embedded store (FerretDB) ready");
-      server.onUnexpectedExit((code, signal) => {
-        log.error({ code, signal, output: server.outputTail() }, "embedded store (FerretDB) exited unexpectedly");
-      });
-      let stopping: Promise<void> | undefined;
-      return {
-        uri,
-        stop: () =>
-          (stopping ??= server.stop().finally(() => {
-            releaseLock();
-            log.info("embedded store (FerretDB) stopped");
-          })),
-      };
-    }
+
+    const { server: first, port } = await startOnFreePort(launchOn);
+    const uri = `mongodb://127.0.0.1:${port}/`;
+    log.info({ uri, dataDir, backend: backendKind }, "embedded store (FerretDB) ready");
+
+    const supervisor = new Supervisor(first, () => launchOn(port), port, log);
+    const sqlite = backend.sqliteDir ? new SqliteHelper(binaries.sqliteHelper) : undefined;
+    let stopping: Promise<void> | undefined;
+    return {
+      uri,
+      async tune(db, dbName) {
+        if (!sqlite || !backend.sqliteDir) return undefined;
+        const tuned = await tuneSqliteDatabase(db, path.join(backend.sqliteDir, `${dbName}.sqlite`), sqlite, log);
+        return { versionedWrites: new GuardedVersionedWrites(), commandIdQueries: new SqliteCommandIdQueries(sqlite, tuned) };
+      },
+      isRunning: () => supervisor.isRunning(),
+      onSupervision: (listener) => supervisor.listeners.push(listener),
+      stop: () =>
+        (stopping ??= supervisor.stop().finally(() => {
+          releaseLock();
+          log.info("embedded store (FerretDB) stopped");
+        })),
+    };
   } catch (err) {
     releaseLock();
     throw err;
   }
 }
 
-function backendArguments(backend: EmbeddedStoreBackend, dataDir: string): { args: string[]; env: NodeJS.ProcessEnv } {
+async function startOnFreePort(launchOn: (port: number) => ServerProcess): Promise<{ server: ServerProcess; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    // The port is free when picked but could be taken before FerretDB binds it: then pick another.
+    const port = await findFreePort();
+    const server = launchOn(port);
+    try {
+      await waitUntilReady(port, server);
+      return { server, port };
+    } catch (err) {
+      await server.stop();
+      if (attempt < PORT_ATTEMPTS && /address already in use/i.test(server.outputTail())) continue;
+      throw err;
+    }
+  }
+}
+
+/**
+ * Keeps FerretDB running: when it exits unexpectedly, starts it again on the same port (the driver reconnects by
+ * itself) after a growing pause, and gives up after the last one. The data is on disk either way.
+ */
+class Supervisor {
+  readonly listeners: Array<(event: SupervisionEvent) => void> = [];
+  private running = true;
+  private stopRequested = false;
+  private failures = 0;
+  private startedAt = Date.now();
+
+  constructor(
+    private current: ServerProcess,
+    private readonly relaunch: () => ServerProcess,
+    private readonly port: number,
+    private readonly log: Logger,
+  ) {
+    this.watch(current);
+  }
+
+  isRunning(): boolean {
+    return this.running;
+  }
+
+  async stop(): Promise<void> {
+    this.stopRequested = true;
+    await this.current.stop();
+  }
+
+  private watch(server: ServerProcess): void {
+    server.onUnexpectedExit((code, signal) => {
+      this.running = false;
+      this.log.error({ code, signal, output: server.outputTail() }, "embedded store (FerretDB) exited unexpectedly; restarting it");
+      void this.restart();
+    });
+  }
+
+  private async restart(): Promise<void> {
+    if (Date.now() - this.startedAt > HEALTHY_AFTER_MS) this.failures = 0;
+    let lastError: Error = new Error("FerretDB exited");
+    while (!this.stopRequested && this.failures < RESTART_BACKOFF_MS.length) {
+      await new Promise((resolve) => setTimeout(resolve, RESTART_BACKOFF_MS[this.failures]));
+      this.failures++;
+      if (this.stopRequested) return;
+      const next = this.relaunch();
+      this.current = next;
+      try {
+        await waitUntilReady(this.port, next);
+      } catch (error) {
+        lastError = error as Error;
+        this.log.error({ attempt: this.failures, err: lastError.message }, "embedded store (FerretDB) did not come back");
+        await next.stop();
+        continue;
+      }
+      if (this.stopRequested) return;
+      this.running = true;
+      this.startedAt = Date.now();
+      this.watch(next);
+      this.log.warn({ attempt: this.failures, port: this.port }, "embedded store (FerretDB) restarted");
+      this.emit({ kind: "restarted", attempt: this.failures });
+      return;
+    }
+    if (this.stopRequested) return;
+    const error = new Error(`embedded store (FerretDB) could not be restarted after ${this.failures} attempts: ${lastError.message}`);
+    this.log.error({ err: error.message }, "embedded store (FerretDB) given up");
+    this.emit({ kind: "gave-up", error });
+  }
+
+  private emit(event: SupervisionEvent): void {
+    for (const listener of this.listeners) listener(event);
+  }
+}
+
+function backendArguments(backend: EmbeddedStoreBackend, dataDir: string): { args: string[]; env: NodeJS.ProcessEnv; sqliteDir?: string } {
   // In the environment (FerretDB reads FERRETDB_<FLAG>), not argv, so the URL's password is not in the process list.
   if (backend.kind === "postgresql") return { args: ["--handler=postgresql"], env: { FERRETDB_POSTGRESQL_URL: backend.url } };
   const sqliteDir = path.join(dataDir, "ferretdb");
@@ -96,7 +218,8 @@ function backendArguments(backend: EmbeddedStoreBackend, dataDir: string): { arg
   fs.mkdirSync(sqliteDir, { recursive: true });
   // FerretDB wants a file: URL of an existing directory, with a trailing slash.
   const urlPath = sqliteDir.split(path.sep).map(encodeURIComponent).join("/");
-  return { args: ["--handler=sqlite", `--sqlite-url=file:${urlPath}/`], env: {} };
+  const pragmas = SQLITE_PRAGMAS.map((pragma) => `_pragma=${pragma}`).join("&");
+  return { args: ["--handler=sqlite", `--sqlite-url=file:${urlPath}/?${pragmas}`], env: {}, sqliteDir };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -226,7 +349,12 @@ function launch(binary: string, env: NodeJS.ProcessEnv, args: string[], log: Log
     child.on("exit", (code, signal) => {
       exitInfo = { code, signal };
       process.off("exit", killOnParentExit);
-      if (!stopRequested) for (const listener of unexpectedExitListeners) listener(code, signal);
+      if (!stopRequested) {
+        // The shell or FerretDB alone was killed (the OOM killer picks one): nothing of this launch may survive
+        // to hold the port or the files when it is started again.
+        signalGroup("SIGKILL");
+        for (const listener of unexpectedExitListeners) listener(code, signal);
+      }
       resolve(exitInfo);
     });
   });

@@ -61,6 +61,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** The embedded store's supervisor: FerretDB restarted after it died, or given up on (the gateway then exits). */
+  readonly embeddedStoreRestarts = new Counter({
+    name: "gateway_embedded_store_restarts_total",
+    help: "Unexpected exits of the embedded store (FerretDB) by outcome: restarted, gave_up",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "gateway_" });
   }

@@ -6,7 +6,9 @@ import { findOneInScope } from "./find-in-scope";
 import { ensureIndexes } from "./indexes";
 import { escapeJsonKeys, unescapeJsonKeys } from "./json-keys";
 
-type CommandDocument = Omit<Command, "id"> & { _id: string };
+/** `v` counts the document's writes: the embedded store's version guard refuses a write that does not advance it by one. */
+type CommandDocument = Omit<Command, "id"> & { _id: string; v?: number };
+const nextVersion = { v: 1 } as const;
 
 export interface CommandQuery {
   deviceId?: string;
@@ -76,7 +78,7 @@ export class CommandRepository {
       $push: { history: { $each: [...(change.precededBy ?? []), { ...change.event, status: rule.to }] } },
     };
     if (change.unset?.length) update.$unset = Object.fromEntries(change.unset.map((field) => [field, ""]));
-    if (change.inc) update.$inc = change.inc;
+    update.$inc = { ...change.inc, ...nextVersion };
     const doc = await this.collection.findOneAndUpdate(change.where ? { $and: [filter, change.where] } : filter, update, {
       returnDocument: "after",
     });
@@ -85,7 +87,7 @@ export class CommandRepository {
 
   /** Changes fields without changing the status (escalation, alert bookkeeping). */
   async update(id: string, where: Filter<CommandDocument>, update: UpdateFilter<CommandDocument>): Promise<Command | null> {
-    const doc = await this.collection.findOneAndUpdate({ $and: [{ _id: id }, where] }, update, { returnDocument: "after" });
+    const doc = await this.collection.findOneAndUpdate({ $and: [{ _id: id }, where] }, { ...update, $inc: { ...update.$inc, ...nextVersion } }, { returnDocument: "after" });
     return doc ? fromDocument(doc) : null;
   }
 
@@ -126,7 +128,7 @@ export class CommandRepository {
           { "claim.owner": owner },
         ],
       },
-      { $set: { claim: { owner, until: new Date(now.getTime() + leaseMs) } } },
+      { $set: { claim: { owner, until: new Date(now.getTime() + leaseMs) } }, $inc: nextVersion },
       { sort: { createdAt: 1 }, returnDocument: "after" },
     );
     return doc ? fromDocument(doc) : null;
@@ -175,11 +177,12 @@ export class CommandRepository {
 
 function toDocument(command: Command): CommandDocument {
   const { id, ...rest } = command;
-  return { _id: id, ...rest, ...jsonFields(rest, escapeJsonKeys) } as CommandDocument;
+  return { _id: id, ...rest, ...jsonFields(rest, escapeJsonKeys), v: 0 } as CommandDocument;
 }
 
 function fromDocument(doc: CommandDocument): Command {
-  const { _id, ...rest } = doc;
+  // The version is the store's bookkeeping, not part of the domain's command.
+  const { _id, v, ...rest } = doc;
   return { id: _id, ...rest, ...jsonFields(rest, unescapeJsonKeys) };
 }
 

@@ -9,7 +9,7 @@ import readline from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { MongoClient } from "mongodb";
 import type { Collection } from "mongodb";
-import { ensureFerretdbBinary } from "../../src/embedded/ferretdb-binary";
+import { ensureStoreBinaries } from "../../src/embedded/ferretdb-binary";
 import { startEmbeddedStore } from "../../src/embedded/ferretdb";
 import { createLogger } from "../../src/logger";
 
@@ -25,7 +25,7 @@ describe("embedded store (FerretDB)", { skip: linuxOnly }, () => {
   };
 
   // A first run may have to build FerretDB (CI builds it beforehand with `npm run ferretdb:build`).
-  before(() => ensureFerretdbBinary(log), { timeout: 300_000 });
+  before(() => ensureStoreBinaries(log), { timeout: 300_000 });
   after(() => {
     for (const dir of tmpDirs) fs.rmSync(dir, { recursive: true, force: true });
   });

@@ -1,0 +1,67 @@
+import type { Collection, Document, Filter, UpdateFilter } from "mongodb";
+import { FINAL_STATUSES } from "../commands/state-machine";
+import type { CommandIdQueries, VersionedWrites } from "../store/store-ports";
+import type { SqliteHelper } from "./sqlite-helper";
+import { commandIdSql, VERSION_GUARD_MESSAGE, VERSIONED_COLLECTIONS, type TunedTables } from "./sqlite-tuning";
+
+/** The version guard's refusal, as FerretDB passes SQLite's error on (a server error whose message contains it). */
+export const isVersionGuardRejection = (error: unknown): boolean => error instanceof Error && error.message.includes(VERSION_GUARD_MESSAGE);
+
+/**
+ * Compare-and-set on FerretDB/SQLite. SQLite pushes down only a filter that is exactly `{ _id }` (any other key
+ * decodes the whole table in Go), and FerretDB's conditional updates are not atomic anyway; so the filter is the
+ * bare `_id` and the version guard on the table does the comparing: the write must take `v` from the stored value
+ * to that + 1, which it does only if the stored `v` is still `expectedVersion`. Its refusal is the miss (null).
+ *
+ * A collection without the guard gets the `{ _id, v }` filter, which is the same contract on MongoDB but neither
+ * indexed nor atomic on FerretDB: guard it (VERSIONED_COLLECTIONS) before putting it on a hot path.
+ */
+export class GuardedVersionedWrites implements VersionedWrites {
+  private readonly guarded = new Set<string>(VERSIONED_COLLECTIONS);
+
+  async update<T extends Document & { _id: string; v: number }>(
+    collection: Collection<T>,
+    id: string,
+    expectedVersion: number,
+    update: UpdateFilter<T>,
+  ): Promise<T | null> {
+    const guarded = this.guarded.has(collection.collectionName);
+    const filter = (guarded ? { _id: id } : { _id: id, v: expectedVersion }) as Filter<T>;
+    const versioned = { ...update, $set: { ...update.$set, v: expectedVersion + 1 } } as UpdateFilter<T>;
+    try {
+      // One case passes unnoticed: FerretDB skips a write that would change nothing, so if another writer already
+      // stored exactly this content at this version, it is returned as ours. Updates that append a timestamped
+      // history entry never coincide like that.
+      return (await collection.findOneAndUpdate(filter, versioned, { returnDocument: "after" })) as T | null;
+    } catch (error) {
+      if (guarded && isVersionGuardRejection(error)) return null;
+      throw error;
+    }
+  }
+}
+
+/** The command id lookups as SQL over the index the tuning created (`status`, `updatedAt`), never a table scan. */
+export class SqliteCommandIdQueries implements CommandIdQueries {
+  private readonly table: string;
+
+  constructor(
+    private readonly helper: SqliteHelper,
+    private readonly tuned: TunedTables,
+  ) {
+    this.table = tuned.tables.get("commands")!;
+  }
+
+  async idsWithStatus(statuses: readonly string[], limit: number): Promise<string[]> {
+    if (statuses.length === 0 || limit <= 0) return [];
+    return this.ids(commandIdSql.idsWithStatus(this.table, statuses.length), [...statuses, limit]);
+  }
+
+  async finalIdsUpdatedBefore(before: Date, limit: number): Promise<string[]> {
+    if (limit <= 0) return [];
+    return this.ids(commandIdSql.finalIdsUpdatedBefore(this.table), [...FINAL_STATUSES, before.getTime(), limit]);
+  }
+
+  private async ids(sql: string, args: Array<string | number>): Promise<string[]> {
+    return (await this.helper.query(this.tuned.file, sql, args)).map(([id]) => String(id));
+  }
+}

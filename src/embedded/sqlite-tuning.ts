@@ -1,0 +1,187 @@
+import type { Db } from "mongodb";
+import { FINAL_STATUSES } from "../commands/state-machine";
+import type { Logger } from "../logger";
+import type { SqliteHelper, SqlStatement, SqlValue } from "./sqlite-helper";
+
+/**
+ * FerretDB v1.24.2 on SQLite stores each collection as a table of one JSON column. Its SQL finds a document by
+ * `_ferretdb_sjson->'$._id'`, but its own `_id` index is on another expression text, so SQLite never uses it and
+ * every update, delete and find by `_id` scans the table (FERRETDB.md §1). v1.24.2 is the last v1 release: this
+ * layout is frozen, and these are its exact expressions.
+ */
+const DOC = "_ferretdb_sjson";
+const ID = `${DOC}->'$._id'`;
+const STATUS = `${DOC}->>'$.status'`;
+const UPDATED_AT = `${DOC}->>'$.updatedAt'`; // a date is stored as milliseconds since the epoch
+export const VERSION_GUARD_MESSAGE = "stale write rejected by version guard";
+
+/** Collections written per command or per event: each gets the `_id` index FerretDB's SQL can use. */
+export const HOT_COLLECTIONS = ["commands", "devices", "alerts", "dispatch_leases", "rules", "rule_stats", "rule_firings"] as const;
+/** Collections whose updates must each set `v` to the stored value + 1 (compare-and-set by `_id`). */
+export const VERSIONED_COLLECTIONS = ["commands"] as const;
+
+const quote = (identifier: string) => `"${identifier.replace(/"/g, '""')}"`;
+
+interface SchemaObject {
+  type: "index" | "trigger";
+  name: string;
+  /** Exactly as SQLite keeps it in sqlite_schema, so a changed definition is noticed and replaced. */
+  sql: string;
+}
+
+/** The statements FerretDB runs by `_id` (internal/backends/sqlite/collection.go), for EXPLAIN QUERY PLAN. */
+function ferretdbStatementsById(table: string): Array<{ what: string; sql: string; args: SqlValue[] }> {
+  const t = quote(table);
+  return [
+    { what: "find by _id", sql: `SELECT  ${DOC} FROM ${t} WHERE ${ID} = ?`, args: ['"x"'] },
+    { what: "update by _id", sql: `UPDATE ${t} SET ${DOC} = ? WHERE ${ID} = ?`, args: ["{}", '"x"'] },
+    { what: "delete by _id", sql: `DELETE FROM ${t} WHERE ${ID} IN (?)`, args: ['"x"'] },
+    { what: "delete by _ids", sql: `DELETE FROM ${t} WHERE ${ID} IN (?, ?, ?)`, args: ['"x"', '"y"', '"z"'] },
+  ];
+}
+
+export const idIndexName = (table: string) => `${table}_gw_id`;
+export const statusIndexName = (table: string) => `${table}_gw_status_updated`;
+const guardName = (table: string) => `${table}_gw_version_guard`;
+
+function idIndex(table: string): SchemaObject {
+  return { type: "index", name: idIndexName(table), sql: `CREATE UNIQUE INDEX ${quote(idIndexName(table))} ON ${quote(table)} (${ID})` };
+}
+
+/** One index serves both id queries: status alone (a prefix), and final statuses by `updatedAt`. */
+function statusIndex(table: string): SchemaObject {
+  return { type: "index", name: statusIndexName(table), sql: `CREATE INDEX ${quote(statusIndexName(table))} ON ${quote(table)} (${STATUS}, ${UPDATED_AT})` };
+}
+
+/**
+ * FerretDB reads a document, applies the update in Go and writes the whole document back in a separate
+ * transaction, so two writers that read the same version both "win" (FERRETDB.md §2). SQLite serialises writes
+ * and the trigger sees the committed row: a write built from a stale read does not advance `v` by exactly one.
+ */
+function versionGuard(table: string): SchemaObject {
+  return {
+    type: "trigger",
+    name: guardName(table),
+    sql:
+      `CREATE TRIGGER ${quote(guardName(table))} BEFORE UPDATE ON ${quote(table)} ` +
+      `WHEN json_extract(NEW.${DOC}, '$.v') IS NOT json_extract(OLD.${DOC}, '$.v') + 1 ` +
+      `BEGIN SELECT RAISE(ABORT, '${VERSION_GUARD_MESSAGE}'); END`,
+  };
+}
+
+export const commandIdSql = {
+  idsWithStatus: (table: string, statuses: number) =>
+    `SELECT ${DOC}->>'$._id' FROM ${quote(table)} WHERE ${STATUS} IN (${placeholders(statuses)}) LIMIT ?`,
+  finalIdsUpdatedBefore: (table: string) =>
+    `SELECT ${DOC}->>'$._id' FROM ${quote(table)} WHERE ${STATUS} IN (${placeholders(FINAL_STATUSES.length)}) AND ${UPDATED_AT} < ? LIMIT ?`,
+};
+
+const placeholders = (n: number) => Array.from({ length: n }, () => "?").join(", ");
+
+export interface TunedTables {
+  /** SQLite file of the database. */
+  file: string;
+  /** Collection name → table name. */
+  tables: Map<string, string>;
+}
+
+/**
+ * Sets up one database of the embedded store for speed and for compare-and-set: creates the hot collections,
+ * gives each the `_id` index FerretDB's SQL can use, the commands the status index of CommandIdQueries and the
+ * version guard (after giving every command without `v` the version 0), then checks with EXPLAIN QUERY PLAN that
+ * SQLite uses the indexes for FerretDB's exact statements. Throws when it does not: every write would scan.
+ */
+export async function tuneSqliteDatabase(db: Db, file: string, helper: SqliteHelper, log: Logger): Promise<TunedTables> {
+  await createMissingCollections(db, HOT_COLLECTIONS);
+  const tables = await tableNames(helper, file, HOT_COLLECTIONS);
+  const commands = tables.get("commands")!;
+
+  // Before the guard exists: a document without `v` could never be updated under it. Also catches documents an
+  // older gateway wrote after a downgrade.
+  const [[unversioned]] = await helper.query(file, `SELECT count(*) FROM ${quote(commands)} WHERE json_type(${DOC}, '$.v') IS NULL`);
+  if (Number(unversioned) > 0) {
+    await helper.run(file, [{ sql: `DROP TRIGGER IF EXISTS ${quote(guardName(commands))}` }]);
+    const { modifiedCount } = await db.collection("commands").updateMany({ v: { $exists: false } }, { $set: { v: 0 } });
+    log.info({ commands: modifiedCount }, "embedded store: gave stored commands without a version the version 0");
+  }
+
+  const wanted: SchemaObject[] = [...tables.values()].map(idIndex);
+  wanted.push(statusIndex(commands));
+  for (const name of VERSIONED_COLLECTIONS) wanted.push(versionGuard(tables.get(name)!));
+  const created = await ensureSchemaObjects(helper, file, wanted);
+  if (created.length) log.info({ created }, "embedded store: indexes and triggers created");
+
+  await verifyQueryPlans(helper, file, tables);
+  return { file, tables };
+}
+
+async function createMissingCollections(db: Db, names: readonly string[]): Promise<void> {
+  const existing = new Set((await db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name));
+  for (const name of names) {
+    if (existing.has(name)) continue;
+    try {
+      await db.createCollection(name);
+    } catch (error) {
+      if ((error as { code?: number }).code !== 48) throw error; // NamespaceExists: created meanwhile
+    }
+  }
+}
+
+async function tableNames(helper: SqliteHelper, file: string, collections: readonly string[]): Promise<Map<string, string>> {
+  const rows = await helper.query(file, `SELECT name, table_name FROM _ferretdb_collections WHERE name IN (${placeholders(collections.length)})`, [...collections]);
+  const tables = new Map(rows.map(([name, table]) => [String(name), String(table)]));
+  const missing = collections.filter((name) => !tables.has(name));
+  if (missing.length) throw new Error(`embedded store: no SQLite table for the collections ${missing.join(", ")} in ${file}`);
+  return tables;
+}
+
+/** Creates what is missing and replaces what differs from the wanted definition; returns the names it (re)created. */
+async function ensureSchemaObjects(helper: SqliteHelper, file: string, wanted: SchemaObject[]): Promise<string[]> {
+  const rows = await helper.query(file, `SELECT name, sql FROM sqlite_schema WHERE type IN ('index', 'trigger') AND name LIKE '%\\_gw\\_%' ESCAPE '\\'`);
+  const existing = new Map(rows.map(([name, sql]) => [String(name), String(sql)]));
+  const statements: SqlStatement[] = [];
+  const created: string[] = [];
+  for (const object of wanted) {
+    const current = existing.get(object.name);
+    if (current === object.sql) continue;
+    if (current !== undefined) statements.push({ sql: `DROP ${object.type.toUpperCase()} ${quote(object.name)}` });
+    statements.push({ sql: object.sql });
+    created.push(object.name);
+  }
+  if (statements.length) await helper.run(file, statements, { transaction: true });
+  return created;
+}
+
+/** Throws unless SQLite serves FerretDB's statements by `_id`, and the command id queries, from our indexes. */
+export async function verifyQueryPlans(helper: SqliteHelper, file: string, tables: Map<string, string>): Promise<void> {
+  const checks: Array<{ table: string; what: string; index: string; statement: SqlStatement }> = [];
+  for (const table of tables.values()) {
+    for (const { what, sql, args } of ferretdbStatementsById(table)) checks.push({ table, what, index: idIndexName(table), statement: { sql, args } });
+  }
+  const commands = tables.get("commands")!;
+  checks.push({
+    table: commands,
+    what: "ids with status",
+    index: statusIndexName(commands),
+    statement: { sql: commandIdSql.idsWithStatus(commands, 2), args: ["QUEUED", "SENT", 10] },
+  });
+  checks.push({
+    table: commands,
+    what: "final ids updated before",
+    index: statusIndexName(commands),
+    statement: { sql: commandIdSql.finalIdsUpdatedBefore(commands), args: [...FINAL_STATUSES, 0, 10] },
+  });
+  const results = await helper.run(
+    file,
+    checks.map(({ statement }) => ({ sql: `EXPLAIN QUERY PLAN ${statement.sql}`, args: statement.args })),
+  );
+  const failures: string[] = [];
+  checks.forEach((check, i) => {
+    const plan = results[i].rows.map((row) => String(row[3]));
+    const usesIndex = plan.some((detail) => detail.startsWith(`SEARCH ${check.table} USING `) && detail.includes(`INDEX ${check.index} (`));
+    if (!usesIndex) failures.push(`${check.table} ${check.what}: ${plan.join("; ")}`);
+  });
+  if (failures.length) {
+    throw new Error(`embedded store: SQLite does not use the gateway's indexes (every such operation would scan the table): ${failures.join(" | ")}`);
+  }
+}
