@@ -103,6 +103,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         // Nothing works without the store and the data is on disk: exit, so whatever runs the gateway restarts it.
         metrics.embeddedStoreRestarts.inc({ outcome: "gave_up" });
         log.fatal({ err: event.error.message }, "the embedded store cannot be restarted; the gateway exits");
+        setTimeout(() => process.exit(1), 10_000).unref(); // a stop step that waits for the store must not keep it up
         void stop().finally(() => process.exit(1));
       });
     }

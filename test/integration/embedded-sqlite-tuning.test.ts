@@ -9,6 +9,7 @@ import { startEmbeddedStore, type EmbeddedStore, type EmbeddedStorePorts, type S
 import { SqliteHelper } from "../../src/embedded/sqlite-helper";
 import { idIndexName, verifyQueryPlans, VERSION_GUARD_MESSAGE } from "../../src/embedded/sqlite-tuning";
 import { createLogger } from "../../src/logger";
+import { ferretdbPid } from "../kit/store";
 
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");
 const DB = "tuning_test";
@@ -150,17 +151,3 @@ describe("embedded store on SQLite: indexes, version guard, id queries, supervis
     return new Map(rows.map(([name, table]) => [String(name), String(table)]));
   }
 });
-
-/** The FerretDB process itself (not the shell that watches it) serving `dataDir`. */
-export function ferretdbPid(dataDir: string): number {
-  for (const entry of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
-      if (path.basename(argv[0]) === "ferretdb" && argv.some((arg) => arg.includes(dataDir))) return Number(entry);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  throw new Error(`no FerretDB process for ${dataDir}`);
-}

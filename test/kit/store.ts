@@ -1,6 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { startEmbeddedStore, type EmbeddedStore } from "../../src/embedded/ferretdb";
 import { createLogger } from "../../src/logger";
 
@@ -29,3 +29,17 @@ export async function stopTestStore(): Promise<void> {
 export const MOSQUITTO_URL = process.env.TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883";
 
 export const uniqueName = (prefix: string) => `${prefix}${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+
+/** The FerretDB process itself (not the shell that watches it) serving `dataDir`. */
+export function ferretdbPid(dataDir: string): number {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+      if (basename(argv[0]) === "ferretdb" && argv.some((arg) => arg.includes(dataDir))) return Number(entry);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  throw new Error(`no FerretDB process for ${dataDir}`);
+}
