@@ -22,6 +22,8 @@ export interface EmbeddedStoreOptions {
   log: Logger;
   /** Default SQLite files under dataDir. */
   backend?: EmbeddedStoreBackend;
+  /** SQLite pragmas on every connection (default SQLITE_PRAGMAS); for measuring others (bench/embedded-store.ts). */
+  sqlitePragmas?: readonly string[];
 }
 
 /** The store ports as the embedded store implements them (src/store/store-ports.ts). */
@@ -62,7 +64,7 @@ const HEALTHY_AFTER_MS = 60_000;
  * loss may lose the last commits) and makes every commit cheaper. `cache_size`, `mmap_size` and `temp_store` made
  * no difference beyond noise, so they are left at SQLite's defaults.
  */
-export const SQLITE_PRAGMAS = ["synchronous(normal)"];
+export const SQLITE_PRAGMAS: readonly string[] = ["synchronous(normal)"];
 
 /**
  * Starts FerretDB as a child process: a MongoDB-wire server over SQLite files in `dataDir`
@@ -79,7 +81,7 @@ export async function startEmbeddedStore(opts: EmbeddedStoreOptions): Promise<Em
     const stateDir = path.join(dataDir, "ferretdb-state");
     fs.mkdirSync(stateDir, { recursive: true });
     const backendKind = opts.backend?.kind ?? "sqlite";
-    const backend = backendArguments(opts.backend ?? { kind: "sqlite" }, dataDir);
+    const backend = backendArguments(opts.backend ?? { kind: "sqlite" }, dataDir, opts.sqlitePragmas ?? SQLITE_PRAGMAS);
     const launchOn = (port: number) =>
       launch(binaries.ferretdb, backend.env, [
         ...backend.args,
@@ -209,7 +211,7 @@ class Supervisor {
   }
 }
 
-function backendArguments(backend: EmbeddedStoreBackend, dataDir: string): { args: string[]; env: NodeJS.ProcessEnv; sqliteDir?: string } {
+function backendArguments(backend: EmbeddedStoreBackend, dataDir: string, sqlitePragmas: readonly string[]): { args: string[]; env: NodeJS.ProcessEnv; sqliteDir?: string } {
   // In the environment (FerretDB reads FERRETDB_<FLAG>), not argv, so the URL's password is not in the process list.
   if (backend.kind === "postgresql") return { args: ["--handler=postgresql"], env: { FERRETDB_POSTGRESQL_URL: backend.url } };
   const sqliteDir = path.join(dataDir, "ferretdb");
@@ -218,8 +220,8 @@ function backendArguments(backend: EmbeddedStoreBackend, dataDir: string): { arg
   fs.mkdirSync(sqliteDir, { recursive: true });
   // FerretDB wants a file: URL of an existing directory, with a trailing slash.
   const urlPath = sqliteDir.split(path.sep).map(encodeURIComponent).join("/");
-  const pragmas = SQLITE_PRAGMAS.map((pragma) => `_pragma=${pragma}`).join("&");
-  return { args: ["--handler=sqlite", `--sqlite-url=file:${urlPath}/?${pragmas}`], env: {}, sqliteDir };
+  const query = sqlitePragmas.map((pragma) => `_pragma=${pragma}`).join("&");
+  return { args: ["--handler=sqlite", `--sqlite-url=file:${urlPath}/${query ? `?${query}` : ""}`], env: {}, sqliteDir };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
