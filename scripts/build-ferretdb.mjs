@@ -47,29 +47,37 @@ export function sqliteHelperBinaryPath(env = process.env) {
  * @returns {Promise<string>}
  */
 export async function ensureSqliteHelper({ log = (line) => process.stderr.write(`${line}\n`) } = {}) {
-  const override = process.env.SQLITE_HELPER_BIN;
-  if (override) {
-    if (!isExecutable(override)) throw new Error(`SQLITE_HELPER_BIN=${override} is not an executable file`);
-    return override;
+  return ensureBuilt("SQLITE_HELPER_BIN", sqliteHelperBinaryPath(), async (bin) => isExecutable(bin), buildSqliteHelper, log);
+}
+
+async function buildSqliteHelper(bin, log) {
+  await requireGo("the embedded store's SQLite helper", "SQLITE_HELPER_BIN");
+  const started = Date.now();
+  log("building the SQLite helper of the embedded store (first run only)…");
+  const partial = `${bin}.partial-${process.pid}`;
+  const env = { ...process.env, GOTOOLCHAIN: process.env.GOTOOLCHAIN || "local", GOFLAGS: "-mod=readonly" };
+  const result = await run("go", ["build", "-trimpath", "-o", partial, "."], { cwd: SQLITE_HELPER_SOURCE, env });
+  if (result.code !== 0) {
+    fs.rmSync(partial, { force: true });
+    throw new Error(`go build of the SQLite helper failed: ${tail(result.stderr)}`);
   }
-  const bin = sqliteHelperBinaryPath();
-  if (isExecutable(bin)) return bin;
+  fs.renameSync(partial, bin);
+  log(`built the SQLite helper in ${Math.round((Date.now() - started) / 1000)} s: ${bin}`);
+}
+
+/** The binary named by the environment variable `override`, else `bin`, built under the cache's lock unless `isBuilt`. */
+async function ensureBuilt(override, bin, isBuilt, buildInto, log) {
+  const given = process.env[override];
+  if (given) {
+    if (!isExecutable(given)) throw new Error(`${override}=${given} is not an executable file`);
+    return given;
+  }
+  if (await isBuilt(bin)) return bin;
   fs.mkdirSync(path.dirname(bin), { recursive: true });
   const unlock = await lockBuild(path.dirname(bin), log);
   try {
-    if (isExecutable(bin)) return bin;
-    await requireGo("the embedded store's SQLite helper", "SQLITE_HELPER_BIN");
-    const started = Date.now();
-    log("building the SQLite helper of the embedded store (first run only)…");
-    const partial = `${bin}.partial-${process.pid}`;
-    const env = { ...process.env, GOTOOLCHAIN: process.env.GOTOOLCHAIN || "local", GOFLAGS: "-mod=readonly" };
-    const result = await run("go", ["build", "-trimpath", "-o", partial, "."], { cwd: SQLITE_HELPER_SOURCE, env });
-    if (result.code !== 0) {
-      fs.rmSync(partial, { force: true });
-      throw new Error(`go build of the SQLite helper failed: ${tail(result.stderr)}`);
-    }
-    fs.renameSync(partial, bin);
-    log(`built the SQLite helper in ${Math.round((Date.now() - started) / 1000)} s: ${bin}`);
+    // Another process may have finished the build while we waited for the lock.
+    if (!(await isBuilt(bin))) await buildInto(bin, log);
   } finally {
     unlock();
   }
@@ -82,26 +90,7 @@ export async function ensureSqliteHelper({ log = (line) => process.stderr.write(
  * @returns {Promise<string>}
  */
 export async function ensureFerretdb({ log = (line) => process.stderr.write(`${line}\n`) } = {}) {
-  const override = process.env.FERRETDB_BIN;
-  if (override) {
-    if (!isExecutable(override)) throw new Error(`FERRETDB_BIN=${override} is not an executable file`);
-    return override;
-  }
-
-  const bin = ferretdbBinaryPath();
-  if (await hasRightVersion(bin)) return bin;
-
-  fs.mkdirSync(path.dirname(bin), { recursive: true });
-  const unlock = await lockBuild(path.dirname(bin), log);
-  try {
-    // Another process may have finished the build while we waited for the lock.
-    if (await hasRightVersion(bin)) return bin;
-    await build(bin, log);
-  } finally {
-    unlock();
-  }
-  if (!(await hasRightVersion(bin))) throw new Error(`built ${bin}, but its --version does not report ${FERRETDB_VERSION}`);
-  return bin;
+  return ensureBuilt("FERRETDB_BIN", ferretdbBinaryPath(), hasRightVersion, build, log);
 }
 
 async function build(bin, log) {
@@ -136,6 +125,7 @@ async function build(bin, log) {
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
+  if (!(await hasRightVersion(bin))) throw new Error(`built ${bin}, but its --version does not report ${FERRETDB_VERSION}`);
   log(`built FerretDB ${FERRETDB_VERSION} in ${Math.round((Date.now() - started) / 1000)} s: ${bin}`);
 }
 
