@@ -133,6 +133,12 @@ export class CommandRepository {
   }
 
   /** SENT commands the device has not acknowledged, oldest first: published again when the device reconnects. */
+  /** A device's commands in one of `statuses`, oldest first. */
+  async findForDevice(deviceId: string, statuses: readonly CommandStatus[]): Promise<Command[]> {
+    const docs = await this.collection.find({ deviceId, status: { $in: [...statuses] } }).sort({ createdAt: 1 }).toArray();
+    return docs.map(fromDocument);
+  }
+
   async findUndelivered(deviceId: string): Promise<Command[]> {
     const docs = await this.collection.find({ deviceId, status: "SENT" }).sort({ createdAt: 1 }).toArray();
     return docs.map(fromDocument);
