@@ -51,7 +51,7 @@ export class DeviceStateService {
     const definition = this.catalog.find(command.type);
     const reported = change === "deviceSucceeded" && definition ? reportedByResult(definition, command.result) : {};
     if (Object.keys(reported).length) void this.report(command.deviceId, reported, activeChanged);
-    else if (activeChanged) this.announce(command);
+    else if (activeChanged) this.announce({ id: command.deviceId, tenant: command.tenant, site: command.site });
   };
 
   /** Merges a telemetry message's `state` object into `reported`; anything else there is ignored. */
