@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createSimulatedDevice } from "../../src/device-sdk";
-import { DeviceStateDocument, DeviceUpdatedDocument, SendCommandDocument, type DeviceStateQuery } from "../generated/graphql";
+import { DevicesStateDocument, DeviceStateDocument, DeviceUpdatedDocument, SendCommandDocument, type DeviceStateQuery } from "../generated/graphql";
 import type { GraphQLTestClient } from "../kit/graphql-client";
 import { startTestGateway, waitForStatus, type TestGateway } from "../kit/gateway";
 import { readMetric, waitForMetric } from "../kit/metrics";
@@ -90,6 +90,21 @@ describe("device state", () => {
     await waitForStatus(admin, sendCommand.id, "FAILED");
     const state = await stateOf(valve.deviceId);
     assert.deepEqual([state.reported, state.desired, state.inSync, state.pendingCommands], [{}, {}, true, 0]);
+  });
+
+  it("a page of devices gets each its own derived state (read for the page at once)", async () => {
+    const site = uniqueName("page-");
+    const ids = [uniqueName("th-"), uniqueName("th-"), uniqueName("va-")];
+    await kit.device(ids[0]!, "thermostat", { site, connect: false });
+    await kit.device(ids[1]!, "thermostat", { site, connect: false });
+    await kit.device(ids[2]!, "valve", { site, connect: false });
+    const send = (deviceId: string, type: string, payload: Record<string, unknown>) => operator.data(SendCommandDocument, { input: { deviceId, type, payload } });
+    await send(ids[1]!, "thermostat.setTemperature", { celsius: 19 });
+    await send(ids[1]!, "thermostat.setTemperature", { celsius: 20 });
+    await send(ids[2]!, "valve.close", {});
+    const { devices } = await admin.data(DevicesStateDocument, { site });
+    const byId = Object.fromEntries(devices.edges.map(({ node }) => [node.id, [node.pendingCommands, node.desired, node.inSync]]));
+    assert.deepEqual(byId, { [ids[0]!]: [0, {}, true], [ids[1]!]: [2, { setpoint: 20 }, false], [ids[2]!]: [1, { open: false }, false] });
   });
 
   it("a telemetry message's state object merges into reported; null removes a key; anything else there is ignored", async () => {
