@@ -18,7 +18,9 @@ import { CommandLifecycle } from "./commands/lifecycle";
 import { ReplyIngest } from "./commands/reply-ingest";
 import { Sweeper } from "./commands/sweeper";
 import type { Config } from "./config";
+import { StoredActiveCommands } from "./devices/active-commands";
 import { DeviceService } from "./devices/device-service";
+import { DeviceStateService } from "./devices/device-state-service";
 import { PresenceIngest } from "./devices/presence-ingest";
 import { startEmbeddedBroker } from "./embedded/broker";
 import { startEmbeddedStore, type EmbeddedStore, type EmbeddedStorePorts } from "./embedded/ferretdb";
@@ -28,6 +30,9 @@ import type { Logger } from "./logger";
 import { MqttConnection } from "./mqtt/connection";
 import { createTopics } from "./mqtt/topics";
 import { Metrics } from "./observability/metrics";
+import { LimitValidators } from "./payload-limits/limit-schema";
+import { PayloadLimitService } from "./payload-limits/payload-limit-service";
+import { PayloadLimits } from "./payload-limits/payload-limits";
 import { startHttpServer, WS_FORBIDDEN } from "./server/http-server";
 import { AlertRepository } from "./store/alert-repository";
 import { ApiKeyRepository } from "./store/api-key-repository";
@@ -35,11 +40,13 @@ import { CommandRepository } from "./store/command-repository";
 import { connectDatabase } from "./store/database";
 import { DeviceRepository } from "./store/device-repository";
 import { DispatchLeaseRepository } from "./store/dispatch-lease-repository";
+import { PayloadLimitRepository } from "./store/payload-limit-repository";
 import { AlertResolver } from "../resolvers/alerts/alert.resolver";
 import { ApiKeyResolver } from "../resolvers/apikeys/api-key.resolver";
 import { CommandTypeResolver } from "../resolvers/catalog/command-type.resolver";
 import { CommandResolver } from "../resolvers/commands/command.resolver";
 import { DeviceResolver } from "../resolvers/devices/device.resolver";
+import { PayloadLimitResolver } from "../resolvers/payload-limits/payload-limit.resolver";
 import { rateLimitMutations } from "../resolvers/rate-limit.middleware";
 import { RuleRepository } from "./store/rule-repository";
 import { RuleResolver } from "../resolvers/rules/rule.resolver";
@@ -58,13 +65,21 @@ export interface Gateway {
    * embedded store on SQLite; otherwise the MongoDB ones apply.
    */
   storePorts?: EmbeddedStorePorts;
-  services: { commands: CommandService; devices: DeviceService; catalog: CommandCatalog; apiKeys: ApiKeyService; rules: RuleService };
+  services: {
+    commands: CommandService;
+    devices: DeviceService;
+    catalog: CommandCatalog;
+    apiKeys: ApiKeyService;
+    rules: RuleService;
+    payloadLimits: PayloadLimitService;
+  };
   repositories: {
     commands: CommandRepository;
     devices: DeviceRepository;
     alerts: AlertRepository;
     apiKeys: ApiKeyRepository;
     rules: RuleRepository;
+    payloadLimits: PayloadLimitRepository;
   };
   stop(): Promise<void>;
 }
@@ -114,12 +129,14 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const alertRepository = new AlertRepository(database.db);
     const apiKeyRepository = new ApiKeyRepository(database.db);
     const ruleRepository = new RuleRepository(database.db);
+    const payloadLimitRepository = new PayloadLimitRepository(database.db);
     await Promise.all([
       commandRepository.ensureIndexes(),
       deviceRepository.ensureIndexes(),
       alertRepository.ensureIndexes(),
       apiKeyRepository.ensureIndexes(),
       ruleRepository.ensureIndexes(),
+      payloadLimitRepository.ensureIndexes(),
     ]);
     // After ensureIndexes: the tuning works on the tables behind the collections.
     const storePorts = await embeddedStore?.tune(database.db, config.mongodbDb);
@@ -178,10 +195,40 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       log.child({ component: "dispatcher" }),
     );
     stack.push(() => dispatcher.stop());
-    const commandService = new CommandService(commandRepository, deviceRepository, catalog, lifecycle, perDevice, dispatcher, clock, {
+    /** Runs `handle` for every event of a bus subscription (events from any replica) until the gateway stops. */
+    const onBus = <T>(events: AsyncIterableIterator<T>, handle: (event: T) => void) => {
+      void (async () => {
+        for await (const event of events) handle(event);
+      })();
+      stack.push(async () => void (await events.return?.()));
+    };
+
+    const limitValidators = new LimitValidators();
+    const payloadLimits = new PayloadLimits(payloadLimitRepository, limitValidators, clock, log.child({ component: "payload-limits" }));
+    onBus(pubSub.subscribe(Topic.PayloadLimitsChanged), ({ tenant }) => payloadLimits.invalidate(tenant));
+    const payloadLimitService = new PayloadLimitService(
+      payloadLimitRepository,
+      catalog,
+      limitValidators,
+      payloadLimits,
+      (tenant) => pubSub.publish(Topic.PayloadLimitsChanged, { tenant }),
+      clock,
+    );
+    const commandService = new CommandService(commandRepository, deviceRepository, catalog, payloadLimits, lifecycle, perDevice, dispatcher, clock, {
       maxQueuedPerDevice: config.maxQueuedPerDevice,
     });
     const deviceService = new DeviceService(deviceRepository, clock);
+    // The seam for an in-memory registry of active commands: StoredActiveCommands asks the store.
+    const deviceState = new DeviceStateService(
+      deviceRepository,
+      new StoredActiveCommands(commandRepository),
+      catalog,
+      perDevice,
+      clock,
+      log.child({ component: "device-state" }),
+    );
+    deviceState.onChange((device) => pubSub.publish(Topic.DeviceUpdated, device));
+    lifecycle.onTransition(deviceState.onCommandChange);
     const replies = new ReplyIngest(commandRepository, lifecycle, perDevice, clock, metrics, log.child({ component: "replies" }));
     const presence = new PresenceIngest(
       deviceRepository,
@@ -189,6 +236,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       // A device announces itself online only when it (re)connects, and a retained announcement reaches
       // us when we (re)subscribe: either way what it was sent but did not acknowledge may be lost.
       (deviceId) => dispatcher.kick(deviceId, { redeliver: true }),
+      (device) => deviceState.presenceChanged(device),
       clock,
       log.child({ component: "presence" }),
     );
@@ -208,7 +256,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const enabledRules = new EnabledRules(ruleRepository, clock, log.child({ component: "rules" }));
     const ruleService = new RuleService(ruleRepository, deviceRepository, catalog, enabledRules, clock);
     const ruleEngine = new RuleEngine(ruleRepository, enabledRules, commandService, clock, metrics, log.child({ component: "rules" }));
-    const telemetry = new TelemetryIngest(deviceRepository, ruleEngine, clock, metrics, log.child({ component: "telemetry" }));
+    const telemetry = new TelemetryIngest(deviceRepository, ruleEngine, deviceState, clock, metrics, log.child({ component: "telemetry" }));
     await mqtt.subscribe(topics.allDevices("telemetry"), onDeviceMessage((id, payload) => telemetry.handle(id, payload)), {
       sharedGroup: config.mqttSharedGroup,
     });
@@ -238,11 +286,12 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       pubSub,
       resolvers: [
         new CommandResolver(commandService, deviceService),
-        new DeviceResolver(deviceService),
-        new CommandTypeResolver(catalog),
+        new DeviceResolver(deviceService, deviceState),
+        new CommandTypeResolver(catalog, payloadLimits),
         new AlertResolver(alertService),
         new ApiKeyResolver(apiKeyService),
         new RuleResolver(ruleService),
+        new PayloadLimitResolver(payloadLimitService),
       ],
       middlewares: [rateLimitMutations(new TokenBuckets(config.rateLimitMutationsPerMinute, clock))],
     });
@@ -261,13 +310,9 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
 
     // A revoked key's open WebSockets are closed on every replica, not only on the one that revoked it.
     apiKeyService.onRevoked((key) => pubSub.publish(Topic.ApiKeyRevoked, { id: key.id }));
-    const revocations = pubSub.subscribe(Topic.ApiKeyRevoked);
-    void (async () => {
-      for await (const { id } of revocations) {
-        http.closeConnections((principal) => principal.kind === "apiKey" && principal.id === id, WS_FORBIDDEN, "API key revoked");
-      }
-    })();
-    stack.push(async () => void (await revocations.return?.()));
+    onBus(pubSub.subscribe(Topic.ApiKeyRevoked), ({ id }) =>
+      http.closeConnections((principal) => principal.kind === "apiKey" && principal.id === id, WS_FORBIDDEN, "API key revoked"),
+    );
 
     return {
       port: http.port,
@@ -275,13 +320,21 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       mongodbUri,
       generatedJwtSecret,
       storePorts,
-      services: { commands: commandService, devices: deviceService, catalog, apiKeys: apiKeyService, rules: ruleService },
+      services: {
+        commands: commandService,
+        devices: deviceService,
+        catalog,
+        apiKeys: apiKeyService,
+        rules: ruleService,
+        payloadLimits: payloadLimitService,
+      },
       repositories: {
         commands: commandRepository,
         devices: deviceRepository,
         alerts: alertRepository,
         apiKeys: apiKeyRepository,
         rules: ruleRepository,
+        payloadLimits: payloadLimitRepository,
       },
       stop,
     };

@@ -14,7 +14,8 @@ export class GatewayError extends Error {
 }
 
 export const unauthenticated = (message = "Authentication required") => new GatewayError("UNAUTHENTICATED", message);
-export const forbidden = (message = "Not allowed") => new GatewayError("FORBIDDEN", message);
+/** `pointer`, when given, is a JSON pointer at the value a policy refused (a payload limit). */
+export const forbidden = (message = "Not allowed", details: { field?: string; pointer?: string } = {}) => new GatewayError("FORBIDDEN", message, details);
 export const notFound = (what: string, id: string) => new GatewayError("NOT_FOUND", `${what} ${JSON.stringify(id)} not found`);
 export const conflict = (message: string, details: Record<string, unknown> = {}) => new GatewayError("CONFLICT", message, details);
 /** `field` names an argument; `pointer` is a JSON pointer into a JSON payload (RFC 6901). */

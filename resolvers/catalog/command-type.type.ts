@@ -17,4 +17,7 @@ export class CommandTypeDescription {
 
   @Field(() => [String], { description: "Device models that accept it; '*' means every model" })
   models!: string[];
+
+  @Field({ description: "A newer command of this type replaces older ones still QUEUED for the same device" })
+  supersedes!: boolean;
 }

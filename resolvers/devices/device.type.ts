@@ -20,6 +20,9 @@ export class DeviceType {
 
   @Field(() => Date, { nullable: true })
   lastSeenAt?: Date;
+
+  @Field(() => Date, { nullable: true, description: "When reported last changed" })
+  stateUpdatedAt?: Date;
 }
 
 @ObjectType()

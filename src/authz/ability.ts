@@ -1,9 +1,10 @@
 import { AbilityBuilder, createMongoAbility, subject, type MongoAbility, type MongoQuery } from "@casl/ability";
 import { rulesToCondition } from "@casl/ability/extra";
+import { forbidden } from "../errors";
 import type { Principal } from "./principal";
 
 export type Action = "manage" | "read" | "send" | "retry" | "escalate" | "cancel" | "create" | "update" | "delete";
-export type SubjectType = "Command" | "Device" | "Alert" | "AutomationRule" | "ApiKey";
+export type SubjectType = "Command" | "Device" | "Alert" | "AutomationRule" | "ApiKey" | "PayloadLimit";
 /** The attributes policies are written over; every subject carries its tenant. */
 export interface SubjectFields {
   tenant: string;
@@ -32,7 +33,7 @@ export function defineAbilityFor(principal: Principal): AppAbility {
       const scope: Conditions = principal.sites ? { tenant, site: { $in: principal.sites } } : { tenant };
       for (const role of principal.roles) {
         if (role === "admin") {
-          can("manage", ["Command", "Device", "Alert", "AutomationRule", "ApiKey"], { tenant });
+          can("manage", ["Command", "Device", "Alert", "AutomationRule", "ApiKey", "PayloadLimit"], { tenant });
         } else if (role === "operator") {
           can(OPERATOR_COMMAND_ACTIONS, "Command", scope);
           can("read", ["Device", "Alert"], scope);
@@ -82,4 +83,15 @@ export function accessibleFilter(ability: AppAbility, action: Action, type: Subj
     (rule) => (rule.inverted ? { $nor: [rule.conditions ?? {}] } : (rule.conditions ?? {})) as Record<string, unknown>,
     { and: (conditions) => ({ $and: conditions }), or: (conditions) => ({ $or: conditions }), empty: () => ({}) },
   );
+}
+
+/**
+ * FORBIDDEN (with `message`) unless the principal may do `action` on its own tenant's objects of
+ * `type`; returns the objects it may do it on, as a filter.
+ */
+export function requireTenantScope(principal: Principal, action: Action, type: SubjectType, message: string): Record<string, unknown> {
+  const ability = abilityOf(principal);
+  const scope = accessibleFilter(ability, action, type);
+  if (!scope || !allows(ability, action, type, { tenant: principal.tenant })) throw forbidden(message);
+  return scope;
 }

@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { abilityOf, accessibleFilter, allows, type Action } from "../authz/ability";
+import { abilityOf, accessibleFilter, requireTenantScope, type Action } from "../authz/ability";
 import type { Principal } from "../authz/principal";
 import { accepts, type CommandCatalog } from "../catalog/catalog";
 import type { CommandTypeDefinition } from "../catalog/command-types";
 import type { Clock } from "../clock";
 import { NAME_PATTERN } from "../devices/device-service";
-import { badInput, forbidden, GatewayError, notFound } from "../errors";
+import { badInput, GatewayError, notFound } from "../errors";
 import { DEVICE_ID_PATTERN } from "../mqtt/topics";
 import type { DeviceRepository } from "../store/device-repository";
 import type { RuleRepository } from "../store/rule-repository";
@@ -123,10 +123,7 @@ export class RuleService {
 
   /** FORBIDDEN unless the principal may do `action` on its tenant's rules; returns the rules it may do it on. */
   private requireAllowed(principal: Principal, action: Action, message: string): Record<string, unknown> {
-    const ability = abilityOf(principal);
-    const scope = accessibleFilter(ability, action, "AutomationRule");
-    if (!scope || !allows(ability, action, "AutomationRule", { tenant: principal.tenant })) throw forbidden(message);
-    return scope;
+    return requireTenantScope(principal, action, "AutomationRule", message);
   }
 
   /** The catalog's check, with its error pointed at `commandPayload`. */

@@ -1,6 +1,7 @@
 import type { Clock } from "../clock";
 import { TtlCache } from "../common/ttl-cache";
 import type { Device } from "../devices/device";
+import type { DeviceStateService } from "../devices/device-state-service";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
 import type { DeviceRepository } from "../store/device-repository";
@@ -14,8 +15,9 @@ export const MAX_TELEMETRY_BYTES = 64 * 1024;
 export type TelemetryOutcome = "evaluated" | "oversized" | "malformed" | "not_object" | "unregistered_device" | "failed";
 
 /**
- * Telemetry from `{p}/devices/{id}/telemetry` (CONTRACT §5) into the rule engine. Only a JSON object
- * from a registered device is evaluated; anything else is dropped and counted by reason.
+ * Telemetry from `{p}/devices/{id}/telemetry` (CONTRACT §5) into the rule engine, and its `state`
+ * object into the device's reported state (§6.2). Only a JSON object from a registered device is
+ * evaluated; anything else is dropped and counted by reason.
  */
 export class TelemetryIngest {
   /** Registered devices (and unknown ids, as null), so a flood does not read the registry per message. */
@@ -24,6 +26,7 @@ export class TelemetryIngest {
   constructor(
     private readonly deviceRepository: DeviceRepository,
     private readonly engine: RuleEngine,
+    private readonly deviceState: DeviceStateService,
     clock: Clock,
     private readonly metrics: Metrics,
     private readonly log: Logger,
@@ -56,7 +59,8 @@ export class TelemetryIngest {
     if (typeof telemetry !== "object" || telemetry === null || Array.isArray(telemetry)) return "not_object";
     const device = await this.devices.get(deviceId, () => this.deviceRepository.findById(deviceId));
     if (!device) return "unregistered_device";
-    await this.engine.evaluate(device, telemetry as Telemetry);
+    const { state } = telemetry as Telemetry;
+    await Promise.all([this.engine.evaluate(device, telemetry as Telemetry), state === undefined ? undefined : this.deviceState.recordTelemetry(device.id, state)]);
     return "evaluated";
   }
 }

@@ -59,6 +59,12 @@ export function accepts(definition: CommandTypeDefinition, model: string): boole
 
 function payloadError(error: ErrorObject | undefined) {
   if (!error) return badInput("Invalid payload", { field: "payload", pointer: "" });
+  const { pointer, message } = describeValidationError(error);
+  return badInput(`payload${pointer || ""} ${message}`, { field: "payload", pointer });
+}
+
+/** Where in the payload an Ajv error is (a JSON pointer at the offending value or missing field) and what is wrong. */
+export function describeValidationError(error: ErrorObject): { pointer: string; message: string } {
   let pointer = error.instancePath;
   let message = error.message ?? "is invalid";
   if (error.keyword === "additionalProperties") {
@@ -69,5 +75,5 @@ function payloadError(error: ErrorObject | undefined) {
     pointer += `/${pointerSegment(String(error.params.missingProperty))}`;
     message = "is required";
   }
-  return badInput(`payload${pointer || ""} ${message}`, { field: "payload", pointer });
+  return { pointer, message };
 }

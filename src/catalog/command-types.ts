@@ -11,7 +11,16 @@ export interface CommandTypeDefinition {
   defaultExpiresInSeconds: number | null;
   /** Device models that accept it; `*` means every model. */
   models: readonly string[];
+  /** A newer command of this type replaces older ones still QUEUED for the same device (CONTRACT §6.2). */
+  supersedes: boolean;
+  /** The device state a command of this type sets once it succeeds: `desired` while it is not yet final. */
+  desiredState?: Readonly<Record<string, StateSource>>;
+  /** Fields of a SUCCEEDED result that report the device's state; merged into `reported`. */
+  reportedState?: readonly string[];
 }
+
+/** Where a desired state value comes from: a fixed value, or a field of the command's payload. */
+export type StateSource = { value: unknown } | { payloadField: string };
 
 export const ANY_MODEL = "*";
 
@@ -31,6 +40,9 @@ export const BUILT_IN_COMMAND_TYPES: readonly CommandTypeDefinition[] = [
     defaultTimeoutSeconds: 30,
     defaultExpiresInSeconds: 3600,
     models: ["thermostat"],
+    supersedes: true,
+    desiredState: { setpoint: { payloadField: "celsius" } },
+    reportedState: ["setpoint"],
   },
   {
     name: "valve.open",
@@ -45,6 +57,9 @@ export const BUILT_IN_COMMAND_TYPES: readonly CommandTypeDefinition[] = [
     // Opening a valve long after it was asked for is worse than not opening it.
     defaultExpiresInSeconds: 300,
     models: ["valve"],
+    supersedes: false,
+    desiredState: { open: { value: true } },
+    reportedState: ["open"],
   },
   {
     name: "valve.close",
@@ -53,6 +68,9 @@ export const BUILT_IN_COMMAND_TYPES: readonly CommandTypeDefinition[] = [
     defaultTimeoutSeconds: 30,
     defaultExpiresInSeconds: 3600,
     models: ["valve"],
+    supersedes: false,
+    desiredState: { open: { value: false } },
+    reportedState: ["open"],
   },
   {
     name: "device.reboot",
@@ -61,5 +79,6 @@ export const BUILT_IN_COMMAND_TYPES: readonly CommandTypeDefinition[] = [
     defaultTimeoutSeconds: 120,
     defaultExpiresInSeconds: 86_400,
     models: [ANY_MODEL],
+    supersedes: false,
   },
 ];

@@ -35,6 +35,18 @@ export interface DispatchTrigger {
   kick(deviceId: string): void;
 }
 
+/** What a payload is sent to, for the payload limits that apply to the caller (CONTRACT §6.2). */
+export interface PayloadTarget {
+  tenant: string;
+  site: string;
+  type: string;
+}
+
+/** Checks a valid payload against the caller's payload limits; FORBIDDEN with a JSON pointer when it breaks one. */
+export interface PayloadCheck {
+  check(principal: Principal, target: PayloadTarget, payload: Record<string, unknown>): Promise<void>;
+}
+
 export interface CommandLimits {
   /** QUEUED commands a device may have; one more is RATE_LIMITED (a full queue, not a state conflict). */
   maxQueuedPerDevice: number;
@@ -58,6 +70,7 @@ export class CommandService {
     private readonly commands: CommandRepository,
     private readonly devices: DeviceRepository,
     private readonly catalog: CommandCatalog,
+    private readonly payloadLimits: PayloadCheck,
     private readonly lifecycle: CommandLifecycle,
     /** A device's commands are written one at a time in this replica (see KeyedSerial). */
     private readonly perDevice: KeyedSerial,
@@ -77,6 +90,7 @@ export class CommandService {
     }
     const definition = this.catalog.requireFor(request.type, device.model);
     const payload = this.catalog.validatePayload(request.type, request.payload);
+    await this.payloadLimits.check(principal, fields, payload);
 
     const now = this.clock.now();
     const timeoutSeconds = request.timeoutSeconds ?? definition.defaultTimeoutSeconds;

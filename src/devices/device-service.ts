@@ -40,6 +40,11 @@ export class DeviceService {
     return scope ? this.devices.findById(id, scope) : null;
   }
 
+  /** The device as stored, for an event the subscriber's ability was already checked against. */
+  current(id: string): Promise<Device | null> {
+    return this.devices.findById(id);
+  }
+
   async list(principal: Principal, request: { site?: string | null; first?: number | null; after?: string | null }): Promise<Page<Device>> {
     const size = pageSize(request.first);
     const after = request.after ? decodeCursor<[string]>(request.after, ["string"])[0] : undefined;

@@ -3,10 +3,12 @@ import type { Clock } from "../clock";
 import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { DeviceRepository } from "../store/device-repository";
+import type { DeviceRef } from "./device";
 
 const presenceSchema = z.object({ online: z.boolean() });
 
 export type PresenceListener = (deviceId: string) => void;
+export type PresenceChangeListener = (device: DeviceRef) => void;
 
 /**
  * Keeps each device's `online` flag from its retained presence topic and last will (CONTRACT §5),
@@ -18,6 +20,8 @@ export class PresenceIngest {
     /** Presence changes of one device are stored in the order they arrived (a will, then a reconnect). */
     private readonly perDevice: KeyedSerial,
     private readonly onOnline: PresenceListener,
+    /** The device went online or offline (not a repeated announcement). */
+    private readonly onChanged: PresenceChangeListener,
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {}
@@ -30,7 +34,9 @@ export class PresenceIngest {
       this.log.debug({ deviceId }, "malformed presence message ignored");
       return;
     }
-    const registered = await this.perDevice.run(deviceId, () => this.devices.setPresence(deviceId, online, this.clock.now()));
-    if (registered && online) this.onOnline(deviceId);
+    const before = await this.perDevice.run(deviceId, () => this.devices.setPresence(deviceId, online, this.clock.now()));
+    if (!before) return;
+    if (before.online !== online) this.onChanged(before);
+    if (online) this.onOnline(deviceId);
   }
 }

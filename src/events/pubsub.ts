@@ -1,6 +1,7 @@
 import { createPubSub } from "@graphql-yoga/subscription";
 import type { Alert } from "../alerts/alert";
 import type { Command } from "../commands/command";
+import type { DeviceRef } from "../devices/device";
 
 /** Subscription topics; the names are internal, the payloads are what subscribers filter on. */
 export enum Topic {
@@ -8,6 +9,10 @@ export enum Topic {
   AlertRaised = "ALERT_RAISED",
   /** Every replica closes the connections that authenticated with the key. */
   ApiKeyRevoked = "API_KEY_REVOKED",
+  /** The device, its presence, reported state or active commands changed; it is read when delivered. */
+  DeviceUpdated = "DEVICE_UPDATED",
+  /** Every replica reads the tenant's payload limits again. */
+  PayloadLimitsChanged = "PAYLOAD_LIMITS_CHANGED",
 }
 
 /** What travels on the bus: the command without its internal bookkeeping. */
@@ -17,6 +22,8 @@ export type PubSubArgs = {
   [Topic.CommandUpdated]: [CommandUpdate];
   [Topic.AlertRaised]: [Alert];
   [Topic.ApiKeyRevoked]: [{ id: string }];
+  [Topic.DeviceUpdated]: [DeviceRef];
+  [Topic.PayloadLimitsChanged]: [{ tenant: string }];
 };
 
 export type GatewayPubSub = ReturnType<typeof createPubSub<PubSubArgs>>;

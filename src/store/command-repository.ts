@@ -135,6 +135,13 @@ export class CommandRepository {
   }
 
   /** SENT commands the device has not acknowledged, oldest first: published again when the device reconnects. */
+  /** The devices' commands in one of `statuses`, oldest first (one device: a plain equality, which FerretDB pushes down). */
+  async findForDevices(deviceIds: readonly string[], statuses: readonly CommandStatus[]): Promise<Command[]> {
+    const device = deviceIds.length === 1 ? deviceIds[0]! : { $in: [...deviceIds] };
+    const docs = await this.collection.find({ deviceId: device, status: { $in: [...statuses] } }).sort({ createdAt: 1 }).toArray();
+    return docs.map(fromDocument);
+  }
+
   async findUndelivered(deviceId: string): Promise<Command[]> {
     const docs = await this.collection.find({ deviceId, status: "SENT" }).sort({ createdAt: 1 }).toArray();
     return docs.map(fromDocument);

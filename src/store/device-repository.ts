@@ -1,8 +1,9 @@
-import type { Collection, Db, Filter } from "mongodb";
+import type { Collection, Db, Filter, UpdateFilter } from "mongodb";
 import type { Device } from "../devices/device";
 import { insertUnique, withId } from "./database";
 import { findOneInScope } from "./find-in-scope";
 import { ensureIndexes } from "./indexes";
+import { escapeJsonKey, escapeJsonKeys, unescapeJsonKeys } from "./json-keys";
 
 type DeviceDocument = Omit<Device, "id"> & { _id: string };
 
@@ -28,7 +29,7 @@ export class DeviceRepository {
 
   async findById(id: string, scope: Filter<DeviceDocument> = {}): Promise<Device | null> {
     const doc = await findOneInScope(this.collection, id, scope);
-    return doc ? withId(doc) : null;
+    return doc ? fromDocument(doc) : null;
   }
 
   /** Ordered by id; `after` is the last id seen. */
@@ -41,13 +42,26 @@ export class DeviceRepository {
       .sort({ _id: 1 })
       .limit(first)
       .toArray();
-    return docs.map(withId);
+    return docs.map(fromDocument);
   }
 
-  /** Records presence; `false` for an id that is not registered. */
-  async setPresence(id: string, online: boolean, at: Date): Promise<boolean> {
-    const result = await this.collection.updateOne({ _id: id }, { $set: { online, lastSeenAt: at } });
-    return result.matchedCount === 1;
+  /** Records presence; returns the device as it was before, or null for an id that is not registered. */
+  async setPresence(id: string, online: boolean, at: Date): Promise<Device | null> {
+    const doc = await this.collection.findOneAndUpdate({ _id: id }, { $set: { online, lastSeenAt: at } }, { returnDocument: "before" });
+    return doc ? fromDocument(doc) : null;
+  }
+
+  /**
+   * Sets and removes keys of `reported`, key by key (so on MongoDB a concurrent change of another key
+   * is kept). Keys and values are device JSON, escaped like payloads.
+   */
+  async updateReported(id: string, set: Record<string, unknown>, unset: string[], at: Date): Promise<void> {
+    const path = (key: string) => `reported.${escapeJsonKey(key)}`;
+    const update: UpdateFilter<DeviceDocument> = {
+      $set: { stateUpdatedAt: at, ...Object.fromEntries(Object.entries(set).map(([key, value]) => [path(key), escapeJsonKeys(value)])) },
+    };
+    if (unset.length) update.$unset = Object.fromEntries(unset.map((key) => [path(key), ""]));
+    await this.collection.updateOne({ _id: id }, update);
   }
 
   async onlineAmong(ids: string[]): Promise<string[]> {
@@ -60,3 +74,8 @@ export class DeviceRepository {
   }
 }
 
+
+function fromDocument(doc: DeviceDocument): Device {
+  const device = withId(doc);
+  return device.reported ? { ...device, reported: unescapeJsonKeys(device.reported) as Device["reported"] } : device;
+}

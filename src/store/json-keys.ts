@@ -5,7 +5,12 @@
  * those characters are stored as they are.
  */
 export function escapeJsonKeys(value: unknown): unknown {
-  return mapKeys(value, (key) => key.replace(/~/g, "~0").replace(/\./g, "~1").replace(/^\$/, "~2"));
+  return mapKeys(value, escapeJsonKey);
+}
+
+/** One key, escaped: safe as a segment of a dotted field path. */
+export function escapeJsonKey(key: string): string {
+  return key.replace(/~/g, "~0").replace(/\./g, "~1").replace(/^\$/, "~2");
 }
 
 export function unescapeJsonKeys(value: unknown): unknown {

@@ -560,6 +560,93 @@ describe("hostile input against the gateway process", () => {
     });
   });
 
+  // ── Payload limits and device state (issue 15) ──────────────────────────────────────────────
+  // Its own admin, so these mutations do not count against the rate limit of the cases above.
+  describe("payload limits and device state", () => {
+    const setLimit = "mutation($input: PayloadLimitInput!) { setPayloadLimit(input: $input) { id } }";
+    const limitsStored = () => db.collection("payload_limits").countDocuments();
+    const limitIds: string[] = [];
+    let limitsAdmin: Auth;
+    let limitsOperator: Auth;
+    before(async () => {
+      limitsAdmin = { token: await sign({ sub: "admin-a-limits", roles: ["admin"] }) };
+      limitsOperator = { token: await sign({ sub: "operator-a-limits", roles: ["operator"] }) };
+      secretsSeen.push(limitsAdmin.token!, limitsOperator.token!);
+      for (const input of [
+        { subject: `apikey:${apiKeyA.id}`, commandType: "valve.open", schema: { properties: { seconds: { maximum: 60 } } } },
+        { subject: "role:operator", site: "site-b", commandType: "thermostat.setTemperature", schema: { properties: { celsius: { minimum: 18, maximum: 24 } } } },
+      ]) {
+        limitIds.push(((await data(limitsAdmin, setLimit, { input })).setPayloadLimit as { id: string }).id);
+      }
+    });
+    after(async () => {
+      for (const id of limitIds) await data(limitsAdmin, "mutation($id: ID!) { deletePayloadLimit(id: $id) }", { id });
+    });
+
+    it("an API key sending a payload outside its limit: FORBIDDEN with a pointer at the value", async () => {
+      const r = await refused(() => send({ apiKey: apiKeyA.key }, { deviceId: ids.vA, type: "valve.open", payload: { seconds: 600 } }));
+      assert.deepEqual([r.code, r.extensions.pointer], ["FORBIDDEN", "/seconds"]);
+    });
+    it("an operator's payload outside its role's limit for the device's site: FORBIDDEN with a pointer at the value", async () => {
+      const r = await refused(() => send(limitsOperator, thermostatInput({ deviceId: ids.thA2, payload: { celsius: 30 } })));
+      assert.deepEqual([r.code, r.extensions.pointer], ["FORBIDDEN", "/celsius"]);
+    });
+    it("an operator or an API key setting, deleting or listing limits: FORBIDDEN", async () => {
+      const before = await limitsStored();
+      const input = { subject: "role:operator", commandType: "valve.open", schema: {} };
+      for (const auth of [limitsOperator, { apiKey: apiKeyA.key }]) {
+        assert.equal((await refused(() => gql(auth, setLimit, { input }))).code, "FORBIDDEN");
+        assert.equal((await refused(() => gql(auth, "mutation($id: ID!) { deletePayloadLimit(id: $id) }", { id: limitIds[0] }))).code, "FORBIDDEN");
+        assert.equal((await refused(() => gql(auth, "{ payloadLimits { id } }"))).code, "FORBIDDEN");
+      }
+      assert.equal(await limitsStored(), before);
+    });
+    it("another tenant's admin deleting a limit: NOT_FOUND, and the limit still applies", async () => {
+      const r = await refused(() => gql(as("adminB"), "mutation($id: ID!) { deletePayloadLimit(id: $id) }", { id: limitIds[0] }));
+      assert.equal(r.code, "NOT_FOUND");
+      const again = await refused(() => send({ apiKey: apiKeyA.key }, { deviceId: ids.vA, type: "valve.open", payload: { seconds: 61 } }));
+      assert.equal(again.code, "FORBIDDEN");
+    });
+    it("limits that could never be met, are not JSON Schema, or use keywords limits refuse (pattern, $ref): BAD_USER_INPUT on schema, nothing stored", async () => {
+      const before = await limitsStored();
+      for (const [schema, pointer] of [
+        [{ properties: { celsius: { minimum: 36 } } }, "/properties/celsius/minimum"],
+        [{ properties: { celsius: { maximum: { $gt: 1 } } } }, ""],
+        [{ properties: { celsius: { pattern: "^(a+)+$" } } }, "/properties/celsius/pattern"],
+        [{ $ref: "http://example.com/schema" }, "/$ref"],
+        [{ description: "x".repeat(10_000) }, ""],
+      ] as const) {
+        const r = await refused(() => gql(limitsAdmin, setLimit, { input: { subject: "role:viewer", commandType: "thermostat.setTemperature", schema } }));
+        assert.deepEqual([r.code, r.extensions.field, r.extensions.pointer], ["BAD_USER_INPUT", "schema", pointer], JSON.stringify(schema).slice(0, 80));
+      }
+      assert.equal(await limitsStored(), before);
+    });
+    it("an operator object or an unknown kind as a limit's subject: BAD_USER_INPUT", async () => {
+      const before = await limitsStored();
+      for (const subject of [{ $gt: "" }, "user:admin-a", "apikey:*", "role:operator\u0000"]) {
+        const r = await refused(() => gql(limitsAdmin, setLimit, { input: { subject, commandType: "valve.open", schema: {} } }));
+        assert.equal(r.code, "BAD_USER_INPUT", JSON.stringify(subject));
+      }
+      assert.equal(await limitsStored(), before);
+    });
+    it("a telemetry state full of operators and dotted keys is stored as data, never interpreted", async () => {
+      const state = { $set: { online: false }, "a.b": 1, $where: "sleep(1000)" };
+      await thermostat.publishTelemetry({ state });
+      for (let i = 0; ; i++) {
+        const { device } = (await data(limitsOperator, "query($id: ID!) { device(id: $id) { online reported } }", { id: ids.thA })) as {
+          device: { online: boolean; reported: Record<string, unknown> };
+        };
+        if (device.reported.$where !== undefined) {
+          const { $set, "a.b": ab, $where } = device.reported;
+          assert.deepEqual({ online: device.online, state: { $set, "a.b": ab, $where } }, { online: true, state });
+          break;
+        }
+        assert.ok(i < 200, "the telemetry state was never stored");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    });
+  });
+
   describe("afterwards", () => {
     it("each device received exactly the commands sent to it legitimately, in order", async () => {
       // Anything stored by mistake would have been delivered before these, oldest first.

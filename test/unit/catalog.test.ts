@@ -169,6 +169,7 @@ describe("catalog: payload size", () => {
       defaultTimeoutSeconds: 10,
       defaultExpiresInSeconds: null,
       models: [ANY_MODEL],
+      supersedes: false,
     };
     const custom = new CommandCatalog([definition]);
     const overhead = Buffer.byteLength(JSON.stringify({ s: "" }));
