@@ -35,6 +35,10 @@ import { CommandRepository } from "./store/command-repository";
 import { connectDatabase } from "./store/database";
 import { DeviceRepository } from "./store/device-repository";
 import { DispatchLeaseRepository } from "./store/dispatch-lease-repository";
+import { mongoCommandIdQueries } from "./store/store-ports";
+import { ActiveCommands } from "./commands/active-commands";
+import type { Command } from "./commands/command";
+import { DeviceDirectory } from "./devices/device-directory";
 import { AlertResolver } from "../resolvers/alerts/alert.resolver";
 import { ApiKeyResolver } from "../resolvers/apikeys/api-key.resolver";
 import { CommandTypeResolver } from "../resolvers/catalog/command-type.resolver";
@@ -64,6 +68,16 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
+/** How long after a deadline the replicas that did not dispatch a command step in (by compare-and-set). */
+const DEADLINE_GRACE_MS = 2_000;
+
+/** Feeds each event of a subscription to `handle`, for as long as the gateway runs. */
+function follow<T>(events: AsyncIterableIterator<T> | AsyncIterable<T>, handle: (event: T) => void): void {
+  void (async () => {
+    for await (const event of events) handle(event);
+  })();
+}
+
 /**
  * The composition root: configuration → infrastructure (store, broker) → services → server.
  * Everything started here is stopped by `stop()`, in reverse order.
@@ -85,6 +99,8 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const metrics = new Metrics();
 
     let mongodbUri = config.mongodbUri;
+    // The embedded store locks its data directory: then this process is the store's only writer.
+    const soleWriter = !mongodbUri;
     if (!mongodbUri) {
       const store = await startEmbeddedStore({ dataDir: config.dataDir, log });
       stack.push(() => store.stop());
@@ -104,6 +120,11 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       apiKeyRepository.ensureIndexes(),
       ruleRepository.ensureIndexes(),
     ]);
+    await commandRepository.migrateVersions();
+    const commandIds = mongoCommandIdQueries(commandRepository.collection);
+    const activeCommands = new ActiveCommands();
+    const deviceDirectory = new DeviceDirectory(deviceRepository);
+    await deviceDirectory.load();
 
     let mqttUrl = config.mqttUrl;
     let mqttCredentials = { username: config.mqttUsername, password: config.mqttPassword };
@@ -129,13 +150,15 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       await MqttEventTarget.open(mqtt, topics, reviveEvent, (error) => log.warn({ err: (error as Error).message }, "event bus error")),
     );
     const catalog = new CommandCatalog();
-    const lifecycle = new CommandLifecycle(commandRepository, clock, metrics);
+    const lifecycle = new CommandLifecycle(commandRepository, activeCommands, clock, metrics);
     lifecycle.onTransition((command) => pubSub.publish(Topic.CommandUpdated, toCommandUpdate(command)));
+    // Other replicas' changes keep this replica's memory current (its own echo changes nothing).
+    follow(pubSub.subscribe(Topic.CommandUpdated), (command) => activeCommands.observe(command as Command));
+    follow(pubSub.subscribe(Topic.DeviceRegistered), (device) => deviceDirectory.registered(device));
     const perDevice = new KeyedSerial();
     const alertService = new AlertService(
       alertRepository,
-      commandRepository,
-      perDevice,
+      lifecycle,
       async (alert) => {
         pubSub.publish(Topic.AlertRaised, alert);
         await mqtt.publish(topics.alerts(), JSON.stringify(alert), { qos: 1 });
@@ -146,8 +169,8 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     lifecycle.onTransition(alertService.onCommandChange);
 
     const dispatcher = new Dispatcher(
-      commandRepository,
-      deviceRepository,
+      activeCommands,
+      deviceDirectory,
       new DispatchLeaseRepository(database.db),
       lifecycle,
       perDevice,
@@ -159,13 +182,41 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       log.child({ component: "dispatcher" }),
     );
     stack.push(() => dispatcher.stop());
-    const commandService = new CommandService(commandRepository, deviceRepository, catalog, lifecycle, perDevice, dispatcher, clock, {
+    const commandService = new CommandService(commandRepository, deviceDirectory, activeCommands, catalog, lifecycle, dispatcher, clock, {
       maxQueuedPerDevice: config.maxQueuedPerDevice,
     });
-    const deviceService = new DeviceService(deviceRepository, clock);
-    const replies = new ReplyIngest(commandRepository, lifecycle, perDevice, clock, metrics, log.child({ component: "replies" }));
+    const deviceService = new DeviceService(deviceRepository, clock, (device) => {
+      deviceDirectory.registered(device);
+      pubSub.publish(Topic.DeviceRegistered, device);
+    });
+    const replies = new ReplyIngest(
+      commandRepository,
+      activeCommands,
+      deviceDirectory,
+      lifecycle,
+      perDevice,
+      clock,
+      metrics,
+      log.child({ component: "replies" }),
+    );
+    stack.push(async () => replies.stop());
+    const sweeper = new Sweeper(
+      commandRepository,
+      commandIds,
+      activeCommands,
+      deviceDirectory,
+      lifecycle,
+      dispatcher,
+      alertService,
+      clock,
+      { owner: config.replicaId, graceMs: DEADLINE_GRACE_MS, leaseMs: config.dispatchLeaseMs, safetyNet: !soleWriter },
+      log.child({ component: "sweeper" }),
+    );
+    await sweeper.start();
+    stack.push(() => sweeper.stop());
     const presence = new PresenceIngest(
       deviceRepository,
+      deviceDirectory,
       perDevice,
       // A device announces itself online only when it (re)connects, and a retained announcement reaches
       // us when we (re)subscribe: either way what it was sent but did not acknowledge may be lost.
@@ -194,19 +245,6 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       sharedGroup: config.mqttSharedGroup,
     });
 
-    const sweeper = new Sweeper(
-      commandRepository,
-      deviceRepository,
-      lifecycle,
-      dispatcher,
-      alertService,
-      perDevice,
-      clock,
-      config.sweepIntervalMs,
-      log.child({ component: "sweeper" }),
-    );
-    sweeper.start();
-    stack.push(() => sweeper.stop());
 
     const generatedJwtSecret = config.jwtSecret || config.jwtJwksUrl ? undefined : randomBytes(32).toString("base64url");
     const jwtSettings: JwtSettings = config.jwtJwksUrl

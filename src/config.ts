@@ -25,8 +25,6 @@ export interface Config {
   stableReplicaId: boolean;
   /** How long a dispatch claim holds before another replica may take the command over. */
   dispatchLeaseMs: number;
-  /** How often the sweeper looks for due deadlines, expiries and stalled queues. */
-  sweepIntervalMs: number;
   /** Introspection and the landing page; default on, off with NODE_ENV=production unless GRAPHQL_INTROSPECTION=1. */
   introspection: boolean;
   /** Mutations one principal may make per minute (a token bucket per replica). */
@@ -84,7 +82,6 @@ const schema = z
     NODE_ENV: z.string().optional(),
     REPLICA_ID: z.string().trim().regex(/^[A-Za-z0-9_-]{1,40}$/, "must be 1-40 letters, digits, _ or -").optional(),
     DISPATCH_LEASE_MS: z.coerce.number({ error: "must be a number" }).int().min(1_000, "must be at least 1000").max(300_000, "must be at most 300000").default(15_000),
-    SWEEP_INTERVAL_MS: z.coerce.number({ error: "must be a number" }).int().min(50, "must be at least 50").max(60_000, "must be at most 60000").default(250),
     GRAPHQL_INTROSPECTION: z.enum(["0", "1", "false", "true"], { error: "must be 0 or 1" }).optional(),
     RATE_LIMIT_MUTATIONS_PER_MINUTE: positiveInt(600, 1_000_000),
     MAX_QUEUED_PER_DEVICE: positiveInt(1000, 1_000_000),
@@ -126,7 +123,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     replicaId: e.REPLICA_ID ?? `${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     stableReplicaId: e.REPLICA_ID !== undefined,
     dispatchLeaseMs: e.DISPATCH_LEASE_MS,
-    sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     introspection: e.GRAPHQL_INTROSPECTION === undefined ? e.NODE_ENV !== "production" : e.GRAPHQL_INTROSPECTION === "1" || e.GRAPHQL_INTROSPECTION === "true",
     rateLimitMutationsPerMinute: e.RATE_LIMIT_MUTATIONS_PER_MINUTE,
     maxQueuedPerDevice: e.MAX_QUEUED_PER_DEVICE,

@@ -3,6 +3,7 @@ import type { Clock } from "../clock";
 import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { DeviceRepository } from "../store/device-repository";
+import type { DeviceDirectory } from "./device-directory";
 
 const presenceSchema = z.object({ online: z.boolean() });
 
@@ -15,6 +16,7 @@ export type PresenceListener = (deviceId: string) => void;
 export class PresenceIngest {
   constructor(
     private readonly devices: DeviceRepository,
+    private readonly directory: DeviceDirectory,
     /** Presence changes of one device are stored in the order they arrived (a will, then a reconnect). */
     private readonly perDevice: KeyedSerial,
     private readonly onOnline: PresenceListener,
@@ -30,7 +32,11 @@ export class PresenceIngest {
       this.log.debug({ deviceId }, "malformed presence message ignored");
       return;
     }
-    const registered = await this.perDevice.run(deviceId, () => this.devices.setPresence(deviceId, online, this.clock.now()));
+    const at = this.clock.now();
+    // Memory first: the dispatcher may act on it at once; the store keeps it for the API and restarts.
+    if (!this.directory.presence(deviceId, online, at) && !(await this.directory.find(deviceId))) return;
+    this.directory.presence(deviceId, online, at);
+    const registered = await this.perDevice.run(deviceId, () => this.devices.setPresence(deviceId, online, at));
     if (registered && online) this.onOnline(deviceId);
   }
 }
