@@ -39,6 +39,7 @@ import { mongoCommandIdQueries } from "./store/store-ports";
 import { ActiveCommands } from "./commands/active-commands";
 import type { Command } from "./commands/command";
 import { DeviceDirectory } from "./devices/device-directory";
+import { Retention } from "./retention/retention";
 import { AlertResolver } from "../resolvers/alerts/alert.resolver";
 import { ApiKeyResolver } from "../resolvers/apikeys/api-key.resolver";
 import { CommandTypeResolver } from "../resolvers/catalog/command-type.resolver";
@@ -214,6 +215,9 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     );
     await sweeper.start();
     stack.push(() => sweeper.stop());
+    const retention = new Retention(commandRepository, alertRepository, commandIds, config.retentionDays, clock, log.child({ component: "retention" }));
+    retention.start();
+    stack.push(() => retention.stop());
     const presence = new PresenceIngest(
       deviceRepository,
       deviceDirectory,

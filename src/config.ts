@@ -31,6 +31,8 @@ export interface Config {
   rateLimitMutationsPerMinute: number;
   /** QUEUED commands one device may have; a send beyond it is RATE_LIMITED. */
   maxQueuedPerDevice: number;
+  /** Days a final command (and its resolved alerts) is kept; 0 keeps everything. */
+  retentionDays: number;
 }
 
 export class ConfigError extends Error {
@@ -85,6 +87,7 @@ const schema = z
     GRAPHQL_INTROSPECTION: z.enum(["0", "1", "false", "true"], { error: "must be 0 or 1" }).optional(),
     RATE_LIMIT_MUTATIONS_PER_MINUTE: positiveInt(600, 1_000_000),
     MAX_QUEUED_PER_DEVICE: positiveInt(1000, 1_000_000),
+    RETENTION_DAYS: z.coerce.number({ error: "must be a number" }).int("must be an integer").min(0, "must be 0 or more").max(36_500, "must be at most 36500").default(30),
   })
   .superRefine((env, ctx) => {
     if (env.JWT_SECRET && env.JWT_JWKS_URL) ctx.addIssue({ code: "custom", path: ["JWT_JWKS_URL"], message: "set either JWT_SECRET or JWT_JWKS_URL, not both" });
@@ -126,5 +129,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     introspection: e.GRAPHQL_INTROSPECTION === undefined ? e.NODE_ENV !== "production" : e.GRAPHQL_INTROSPECTION === "1" || e.GRAPHQL_INTROSPECTION === "true",
     rateLimitMutationsPerMinute: e.RATE_LIMIT_MUTATIONS_PER_MINUTE,
     maxQueuedPerDevice: e.MAX_QUEUED_PER_DEVICE,
+    retentionDays: e.RETENTION_DAYS,
   };
 }

@@ -68,7 +68,7 @@ export class AlertService {
     const pending = command.pendingAlert;
     if (!pending) return;
     const alert: Alert = {
-      id: pending.kind === "ESCALATED" ? `${command.id}:ESCALATED:${pending.level}` : `${command.id}:${pending.attempt}:${pending.kind}`,
+      id: alertId(command.id, pending),
       tenant: command.tenant,
       site: command.site,
       kind: pending.kind,
@@ -98,6 +98,22 @@ export class AlertService {
     const rows = await this.alerts.list(scope, request.open ?? undefined, size + 1, after && { raisedAt: new Date(after[0]), id: after[1] });
     return toPage(rows, size, cursorOf);
   }
+}
+
+/** Derived from the command, so whichever replica writes an alert writes it once. */
+function alertId(commandId: string, { kind, level, attempt }: PendingAlert): string {
+  return kind === "ESCALATED" ? `${commandId}:ESCALATED:${level}` : `${commandId}:${attempt}:${kind}`;
+}
+
+/** The ids every alert the command can have raised would have (retention deletes them by id). */
+export function possibleAlertIds(command: Command): string[] {
+  if (!command.escalation && !command.history.some((e) => ALERTING.includes(e.status))) return [];
+  const ids: string[] = [];
+  for (let attempt = 1; attempt <= command.attempt; attempt++) {
+    for (const kind of ALERTING as Array<"TIMED_OUT" | "FAILED" | "EXPIRED">) ids.push(alertId(command.id, { kind, level: 0, attempt }));
+  }
+  for (let level = 1; level <= (command.escalation?.level ?? 0); level++) ids.push(alertId(command.id, { kind: "ESCALATED", level, attempt: 0 }));
+  return ids;
 }
 
 function messageFor(command: Command, { kind, level, attempt }: PendingAlert): string {

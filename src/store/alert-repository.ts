@@ -43,6 +43,12 @@ export class AlertRepository {
     return docs.map(withId);
   }
 
+  /** Deletes the alert if it is resolved (retention); point operations by `_id` only. */
+  async deleteIfResolved(id: string): Promise<boolean> {
+    const alert = await this.collection.findOne({ _id: id }, { projection: { resolvedAt: 1 } });
+    return Boolean(alert?.resolvedAt) && (await this.collection.deleteOne({ _id: id })).deletedCount === 1;
+  }
+
   async findForCommand(commandId: string): Promise<Alert[]> {
     return (await this.collection.find({ commandId }).sort({ raisedAt: 1 }).toArray()).map(withId);
   }
