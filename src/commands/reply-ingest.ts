@@ -84,6 +84,7 @@ export class ReplyIngest {
         return await this.apply(deviceId, reply);
       } catch (error) {
         if (!isStoreUnavailableError(error) || this.stopped) throw error;
+        this.metrics.replyRetries.inc();
         this.log.warn({ deviceId, commandId: reply.id, retryInMs: delay }, "store unavailable; the reply will be applied when it is back");
       }
       await new Promise((resolve) => setTimeout(resolve, delay).unref());
