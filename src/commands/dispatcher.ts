@@ -10,6 +10,9 @@ import type { Command, DispatchClaim } from "./command";
 import { encodeCommandMessage } from "./command-message";
 import type { CommandLifecycle } from "./lifecycle";
 
+/** How long SENT waits for company (the device's DELIVERED) before it is written alone. */
+const SENT_LINGER_MS = 25;
+
 /**
  * Sends a command message to its device; resolves when the broker has acknowledged it. `onAcked` runs
  * synchronously with the acknowledgement, before the device's replies can be handled.
@@ -167,12 +170,23 @@ export class Dispatcher {
     return true;
   }
 
+  /**
+   * SENT waits a moment for the device's DELIVERED, which nearly always follows within milliseconds,
+   * so both cost one write. Until SENT is stored the command is QUEUED and claimed: a crash then means
+   * it is published again with the same id and attempt, as after any crash before the PUBACK was stored.
+   */
   private markSent(command: Command) {
-    return this.lifecycle.apply(command.id, "publishAcked", (current) => {
-      // Only the attempt that was claimed (a retry in between removes the claim).
-      if (!current.claim || current.attempt !== command.attempt) return null;
-      const sentAt = this.clock.now();
-      return { set: { sentAt, deadline: new Date(sentAt.getTime() + current.timeoutSeconds * 1000) }, event: { at: sentAt, actor: "gateway" } };
-    });
+    const sentAt = this.clock.now();
+    return this.lifecycle.apply(
+      command.id,
+      "publishAcked",
+      (current) => {
+        // Only the attempt that was claimed (a retry in between removes the claim).
+        if (!current.claim || current.attempt !== command.attempt) return null;
+        return { set: { sentAt, deadline: new Date(sentAt.getTime() + current.timeoutSeconds * 1000) }, event: { at: sentAt, actor: "gateway" } };
+      },
+      undefined,
+      SENT_LINGER_MS,
+    );
   }
 }

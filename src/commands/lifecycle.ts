@@ -58,6 +58,8 @@ interface Pending {
 export class CommandLifecycle {
   private readonly listeners: TransitionListener[] = [];
   private readonly queues = new Map<string, Pending[]>();
+  /** Commands whose first queued change waits a moment for the next one (see `submit`'s `lingerMs`). */
+  private readonly lingering = new Map<string, () => void>();
 
   constructor(
     private readonly commands: CommandRepository,
@@ -80,21 +82,41 @@ export class CommandLifecycle {
    * Applies a state-machine transition if the command's status allows it and `change` (given the
    * command as it stands) does not refuse. The command after it, or null.
    */
-  async apply(id: string, transition: CommandTransition, change: (current: Command) => TransitionChange | Refusal | null, known?: Command): Promise<Command | null> {
-    const outcome = await this.submit(id, transitionDecision(transition, change), known);
+  async apply(
+    id: string,
+    transition: CommandTransition,
+    change: (current: Command) => TransitionChange | Refusal | null,
+    known?: Command,
+    lingerMs = 0,
+  ): Promise<Command | null> {
+    const outcome = await this.submit(id, transitionDecision(transition, change), known, lingerMs);
     return outcome.refused === undefined ? outcome.command : null;
   }
 
   /**
    * Queues a change of the command; resolves once it is stored and announced (or refused). `known`
    * is a copy the caller read, used when the command is not among the active ones in memory.
+   * `lingerMs`: wait up to that long for another change of the command to store both in one write
+   * (SENT, whose DELIVERED follows within milliseconds); the next change ends the wait at once.
    */
-  submit(id: string, decide: Decide, known?: Command): Promise<Outcome> {
+  submit(id: string, decide: Decide, known?: Command, lingerMs = 0): Promise<Outcome> {
     return new Promise<Outcome>((resolve, reject) => {
       const queue = this.queues.get(id);
-      if (queue) return void queue.push({ decide, resolve, reject });
+      if (queue) {
+        queue.push({ decide, resolve, reject });
+        // A change waiting for company got it: write both now.
+        this.lingering.get(id)?.();
+        return;
+      }
       this.queues.set(id, [{ decide, resolve, reject }]);
-      void this.drain(id, known);
+      if (lingerMs <= 0) return void this.drain(id, known);
+      const write = () => {
+        clearTimeout(timer);
+        this.lingering.delete(id);
+        void this.drain(id, known);
+      };
+      const timer = setTimeout(write, lingerMs);
+      this.lingering.set(id, write);
     });
   }
 
