@@ -67,6 +67,7 @@ async function main(): Promise<void> {
     const now = new Date();
     const command: Command = {
       id: randomUUID(),
+      v: 0,
       tenant: "bench",
       site: "site-a",
       deviceId,

@@ -18,7 +18,6 @@ import { CommandLifecycle } from "./commands/lifecycle";
 import { ReplyIngest } from "./commands/reply-ingest";
 import { Sweeper } from "./commands/sweeper";
 import type { Config } from "./config";
-import { StoredActiveCommands } from "./devices/active-commands";
 import { DeviceService } from "./devices/device-service";
 import { DeviceStateService } from "./devices/device-state-service";
 import { PresenceIngest } from "./devices/presence-ingest";
@@ -41,6 +40,11 @@ import { connectDatabase } from "./store/database";
 import { DeviceRepository } from "./store/device-repository";
 import { DispatchLeaseRepository } from "./store/dispatch-lease-repository";
 import { PayloadLimitRepository } from "./store/payload-limit-repository";
+import { mongoCommandIdQueries, withDefaultIdQueries } from "./store/store-ports";
+import { ActiveCommands } from "./commands/active-commands";
+import type { Command } from "./commands/command";
+import { DeviceDirectory } from "./devices/device-directory";
+import { Retention } from "./retention/retention";
 import { AlertResolver } from "../resolvers/alerts/alert.resolver";
 import { ApiKeyResolver } from "../resolvers/apikeys/api-key.resolver";
 import { CommandTypeResolver } from "../resolvers/catalog/command-type.resolver";
@@ -84,6 +88,9 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
+/** How long after a deadline the replicas that did not dispatch a command step in (by compare-and-set). */
+const DEADLINE_GRACE_MS = 2_000;
+
 /**
  * The composition root: configuration → infrastructure (store, broker) → services → server.
  * Everything started here is stopped by `stop()`, in reverse order.
@@ -106,6 +113,8 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
 
     let mongodbUri = config.mongodbUri;
     let embeddedStore: EmbeddedStore | undefined;
+    // The embedded store locks its data directory: then this process is the store's only writer.
+    const soleWriter = !mongodbUri;
     if (!mongodbUri) {
       const store = (embeddedStore = await startEmbeddedStore({ dataDir: config.dataDir, log }));
       stack.push(() => store.stop());
@@ -124,14 +133,13 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     }
     const database = await connectDatabase(mongodbUri, config.mongodbDb, log);
     stack.push(() => database.close());
-    const commandRepository = new CommandRepository(database.db);
     const deviceRepository = new DeviceRepository(database.db);
     const alertRepository = new AlertRepository(database.db);
     const apiKeyRepository = new ApiKeyRepository(database.db);
     const ruleRepository = new RuleRepository(database.db);
     const payloadLimitRepository = new PayloadLimitRepository(database.db);
     await Promise.all([
-      commandRepository.ensureIndexes(),
+      new CommandRepository(database.db).ensureIndexes(),
       deviceRepository.ensureIndexes(),
       alertRepository.ensureIndexes(),
       apiKeyRepository.ensureIndexes(),
@@ -140,6 +148,13 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     ]);
     // After ensureIndexes: the tuning works on the tables behind the collections.
     const storePorts = await embeddedStore?.tune(database.db, config.mongodbDb);
+    const commandRepository = new CommandRepository(database.db, storePorts?.versionedWrites);
+    // The embedded store migrated before installing its version guard (and a scan of history there is costly).
+    if (!storePorts) await commandRepository.migrateVersions();
+    const commandIds = withDefaultIdQueries(storePorts?.commandIdQueries, mongoCommandIdQueries(commandRepository.collection));
+    const activeCommands = new ActiveCommands();
+    const deviceDirectory = new DeviceDirectory(deviceRepository);
+    await deviceDirectory.load();
 
     let mqttUrl = config.mqttUrl;
     let mqttCredentials = { username: config.mqttUsername, password: config.mqttPassword };
@@ -164,14 +179,23 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const pubSub = createGatewayPubSub(
       await MqttEventTarget.open(mqtt, topics, reviveEvent, (error) => log.warn({ err: (error as Error).message }, "event bus error")),
     );
+    /** Runs `handle` for every event of a bus subscription (events from any replica) until the gateway stops. */
+    const onBus = <T>(events: AsyncIterableIterator<T>, handle: (event: T) => void) => {
+      void (async () => {
+        for await (const event of events) handle(event);
+      })();
+      stack.push(async () => void (await events.return?.()));
+    };
     const catalog = new CommandCatalog();
-    const lifecycle = new CommandLifecycle(commandRepository, clock, metrics);
+    const lifecycle = new CommandLifecycle(commandRepository, activeCommands, clock, metrics);
     lifecycle.onTransition((command) => pubSub.publish(Topic.CommandUpdated, toCommandUpdate(command)));
+    // Other replicas' changes keep this replica's memory current (its own echo changes nothing).
+    onBus(pubSub.subscribe(Topic.CommandUpdated), (command) => activeCommands.observe(command as Command));
+    onBus(pubSub.subscribe(Topic.DeviceRegistered), (device) => deviceDirectory.registered(device));
     const perDevice = new KeyedSerial();
     const alertService = new AlertService(
       alertRepository,
-      commandRepository,
-      perDevice,
+      lifecycle,
       async (alert) => {
         pubSub.publish(Topic.AlertRaised, alert);
         await mqtt.publish(topics.alerts(), JSON.stringify(alert), { qos: 1 });
@@ -182,8 +206,8 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     lifecycle.onTransition(alertService.onCommandChange);
 
     const dispatcher = new Dispatcher(
-      commandRepository,
-      deviceRepository,
+      activeCommands,
+      deviceDirectory,
       new DispatchLeaseRepository(database.db),
       lifecycle,
       perDevice,
@@ -195,14 +219,6 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       log.child({ component: "dispatcher" }),
     );
     stack.push(() => dispatcher.stop());
-    /** Runs `handle` for every event of a bus subscription (events from any replica) until the gateway stops. */
-    const onBus = <T>(events: AsyncIterableIterator<T>, handle: (event: T) => void) => {
-      void (async () => {
-        for await (const event of events) handle(event);
-      })();
-      stack.push(async () => void (await events.return?.()));
-    };
-
     const limitValidators = new LimitValidators();
     const payloadLimits = new PayloadLimits(payloadLimitRepository, limitValidators, clock, log.child({ component: "payload-limits" }));
     onBus(pubSub.subscribe(Topic.PayloadLimitsChanged), ({ tenant }) => payloadLimits.invalidate(tenant));
@@ -214,14 +230,16 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       (tenant) => pubSub.publish(Topic.PayloadLimitsChanged, { tenant }),
       clock,
     );
-    const commandService = new CommandService(commandRepository, deviceRepository, catalog, payloadLimits, lifecycle, perDevice, dispatcher, clock, {
+    const commandService = new CommandService(commandRepository, deviceDirectory, activeCommands, catalog, payloadLimits, lifecycle, dispatcher, clock, {
       maxQueuedPerDevice: config.maxQueuedPerDevice,
     });
-    const deviceService = new DeviceService(deviceRepository, clock);
-    // The seam for an in-memory registry of active commands: StoredActiveCommands asks the store.
+    const deviceService = new DeviceService(deviceRepository, clock, (device) => {
+      deviceDirectory.registered(device);
+      pubSub.publish(Topic.DeviceRegistered, device);
+    });
     const deviceState = new DeviceStateService(
       deviceRepository,
-      new StoredActiveCommands(commandRepository),
+      activeCommands,
       catalog,
       perDevice,
       clock,
@@ -229,9 +247,37 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     );
     deviceState.onChange((device) => pubSub.publish(Topic.DeviceUpdated, device));
     lifecycle.onTransition(deviceState.onCommandChange);
-    const replies = new ReplyIngest(commandRepository, lifecycle, perDevice, clock, metrics, log.child({ component: "replies" }));
+    const replies = new ReplyIngest(
+      commandRepository,
+      activeCommands,
+      deviceDirectory,
+      lifecycle,
+      perDevice,
+      clock,
+      metrics,
+      log.child({ component: "replies" }),
+    );
+    stack.push(async () => replies.stop());
+    const sweeper = new Sweeper(
+      commandRepository,
+      commandIds,
+      activeCommands,
+      deviceDirectory,
+      lifecycle,
+      dispatcher,
+      alertService,
+      clock,
+      { owner: config.replicaId, graceMs: DEADLINE_GRACE_MS, leaseMs: config.dispatchLeaseMs, safetyNet: !soleWriter },
+      log.child({ component: "sweeper" }),
+    );
+    await sweeper.start();
+    stack.push(() => sweeper.stop());
+    const retention = new Retention(commandRepository, alertRepository, commandIds, config.retentionDays, clock, log.child({ component: "retention" }));
+    retention.start();
+    stack.push(() => retention.stop());
     const presence = new PresenceIngest(
       deviceRepository,
+      deviceDirectory,
       perDevice,
       // A device announces itself online only when it (re)connects, and a retained announcement reaches
       // us when we (re)subscribe: either way what it was sent but did not acknowledge may be lost.
@@ -261,19 +307,6 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       sharedGroup: config.mqttSharedGroup,
     });
 
-    const sweeper = new Sweeper(
-      commandRepository,
-      deviceRepository,
-      lifecycle,
-      dispatcher,
-      alertService,
-      perDevice,
-      clock,
-      config.sweepIntervalMs,
-      log.child({ component: "sweeper" }),
-    );
-    sweeper.start();
-    stack.push(() => sweeper.stop());
 
     const generatedJwtSecret = config.jwtSecret || config.jwtJwksUrl ? undefined : randomBytes(32).toString("base64url");
     const jwtSettings: JwtSettings = config.jwtJwksUrl

@@ -25,14 +25,14 @@ export interface Config {
   stableReplicaId: boolean;
   /** How long a dispatch claim holds before another replica may take the command over. */
   dispatchLeaseMs: number;
-  /** How often the sweeper looks for due deadlines, expiries and stalled queues. */
-  sweepIntervalMs: number;
   /** Introspection and the landing page; default on, off with NODE_ENV=production unless GRAPHQL_INTROSPECTION=1. */
   introspection: boolean;
   /** Mutations one principal may make per minute (a token bucket per replica). */
   rateLimitMutationsPerMinute: number;
   /** QUEUED commands one device may have; a send beyond it is RATE_LIMITED. */
   maxQueuedPerDevice: number;
+  /** Days a final command (and its resolved alerts) is kept; 0 keeps everything. */
+  retentionDays: number;
 }
 
 export class ConfigError extends Error {
@@ -84,10 +84,10 @@ const schema = z
     NODE_ENV: z.string().optional(),
     REPLICA_ID: z.string().trim().regex(/^[A-Za-z0-9_-]{1,40}$/, "must be 1-40 letters, digits, _ or -").optional(),
     DISPATCH_LEASE_MS: z.coerce.number({ error: "must be a number" }).int().min(1_000, "must be at least 1000").max(300_000, "must be at most 300000").default(15_000),
-    SWEEP_INTERVAL_MS: z.coerce.number({ error: "must be a number" }).int().min(50, "must be at least 50").max(60_000, "must be at most 60000").default(250),
     GRAPHQL_INTROSPECTION: z.enum(["0", "1", "false", "true"], { error: "must be 0 or 1" }).optional(),
     RATE_LIMIT_MUTATIONS_PER_MINUTE: positiveInt(600, 1_000_000),
     MAX_QUEUED_PER_DEVICE: positiveInt(1000, 1_000_000),
+    RETENTION_DAYS: z.coerce.number({ error: "must be a number" }).int("must be an integer").min(0, "must be 0 or more").max(36_500, "must be at most 36500").default(30),
   })
   .superRefine((env, ctx) => {
     if (env.JWT_SECRET && env.JWT_JWKS_URL) ctx.addIssue({ code: "custom", path: ["JWT_JWKS_URL"], message: "set either JWT_SECRET or JWT_JWKS_URL, not both" });
@@ -126,9 +126,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     replicaId: e.REPLICA_ID ?? `${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     stableReplicaId: e.REPLICA_ID !== undefined,
     dispatchLeaseMs: e.DISPATCH_LEASE_MS,
-    sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     introspection: e.GRAPHQL_INTROSPECTION === undefined ? e.NODE_ENV !== "production" : e.GRAPHQL_INTROSPECTION === "1" || e.GRAPHQL_INTROSPECTION === "true",
     rateLimitMutationsPerMinute: e.RATE_LIMIT_MUTATIONS_PER_MINUTE,
     maxQueuedPerDevice: e.MAX_QUEUED_PER_DEVICE,
+    retentionDays: e.RETENTION_DAYS,
   };
 }

@@ -1,14 +1,18 @@
 import { abilityOf, accessibleFilter } from "../authz/ability";
 import type { Principal } from "../authz/principal";
 import type { Clock } from "../clock";
-import type { KeyedSerial } from "../common/keyed-serial";
-import type { Command, PendingAlert } from "../commands/command";
-import type { CommandChange } from "../commands/lifecycle";
+import type { Command, CommandStatus, PendingAlert } from "../commands/command";
+import type { CommandChange, CommandLifecycle } from "../commands/lifecycle";
 import { decodeCursor, encodeCursor, pageSize, toPage, type Page } from "../common/pagination";
 import type { Logger } from "../logger";
 import type { AlertRepository } from "../store/alert-repository";
-import type { CommandRepository } from "../store/command-repository";
+import { isStoreUnavailableError } from "../store/database";
 import type { Alert } from "./alert";
+
+/** Statuses that raise an alert: a command that never was in one has none to resolve. */
+const ALERTING: readonly CommandStatus[] = ["TIMED_OUT", "FAILED", "EXPIRED"];
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 10_000;
 
 /** Where a new alert goes besides the store: subscriptions and the `{p}/alerts` topic. */
 export type AlertPublisher = (alert: Alert) => Promise<void>;
@@ -22,8 +26,7 @@ export type AlertPublisher = (alert: Alert) => Promise<void>;
 export class AlertService {
   constructor(
     private readonly alerts: AlertRepository,
-    private readonly commands: CommandRepository,
-    private readonly perDevice: KeyedSerial,
+    private readonly lifecycle: CommandLifecycle,
     private readonly publish: AlertPublisher,
     private readonly clock: Clock,
     private readonly log: Logger,
@@ -31,13 +34,27 @@ export class AlertService {
 
   /** Lifecycle listener. */
   readonly onCommandChange = (command: Command, change: CommandChange): void => {
-    this.handle(command, change).catch((error) =>
-      this.log.warn({ commandId: command.id, err: (error as Error).message }, "alert handling failed; the sweeper will retry"),
-    );
+    void this.handleUntilDone(command, change);
   };
 
+  /** Tried again while the store is away, so an outage does not leave an alert unwritten until a restart. */
+  private async handleUntilDone(command: Command, change: CommandChange): Promise<void> {
+    for (let delay = RETRY_FIRST_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+      try {
+        return await this.handle(command, change);
+      } catch (error) {
+        if (!isStoreUnavailableError(error)) {
+          this.log.warn({ commandId: command.id, err: (error as Error).message }, "alert handling failed; a restart repeats it");
+          return;
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay).unref());
+    }
+  }
+
   private async handle(command: Command, change: CommandChange): Promise<void> {
-    if (command.status === "SUCCEEDED") {
+    // Only a command that went through a state that raises alerts can have open ones.
+    if (command.status === "SUCCEEDED" && (command.escalation || command.history.some((e) => ALERTING.includes(e.status)))) {
       await this.alerts.resolveForCommand(command.id, this.clock.now());
     } else if (change === "deviceFailed" && command.history.at(-2)?.status === "TIMED_OUT") {
       // A late failure: the timeout is answered; the failure gets its own alert below.
@@ -51,7 +68,7 @@ export class AlertService {
     const pending = command.pendingAlert;
     if (!pending) return;
     const alert: Alert = {
-      id: pending.kind === "ESCALATED" ? `${command.id}:ESCALATED:${pending.level}` : `${command.id}:${pending.attempt}:${pending.kind}`,
+      id: alertId(command.id, pending),
       tenant: command.tenant,
       site: command.site,
       kind: pending.kind,
@@ -62,8 +79,13 @@ export class AlertService {
       message: messageFor(command, pending),
     };
     if (await this.alerts.insert(alert)) await this.publish(alert);
-    await this.perDevice.run(command.deviceId, () =>
-      this.commands.update(command.id, { "pendingAlert.kind": pending.kind, "pendingAlert.level": pending.level }, { $unset: { pendingAlert: "" } }),
+    await this.lifecycle.submit(
+      command.id,
+      (current) =>
+        current.pendingAlert?.kind === pending.kind && current.pendingAlert.level === pending.level && current.pendingAlert.attempt === pending.attempt
+          ? { unset: ["pendingAlert"] }
+          : { refused: "alert_mark_changed" },
+      command,
     );
   }
 
@@ -76,6 +98,22 @@ export class AlertService {
     const rows = await this.alerts.list(scope, request.open ?? undefined, size + 1, after && { raisedAt: new Date(after[0]), id: after[1] });
     return toPage(rows, size, cursorOf);
   }
+}
+
+/** Derived from the command, so whichever replica writes an alert writes it once. */
+function alertId(commandId: string, { kind, level, attempt }: PendingAlert): string {
+  return kind === "ESCALATED" ? `${commandId}:ESCALATED:${level}` : `${commandId}:${attempt}:${kind}`;
+}
+
+/** The ids every alert the command can have raised would have (retention deletes them by id). */
+export function possibleAlertIds(command: Command): string[] {
+  if (!command.escalation && !command.history.some((e) => ALERTING.includes(e.status))) return [];
+  const ids: string[] = [];
+  for (let attempt = 1; attempt <= command.attempt; attempt++) {
+    for (const kind of ALERTING as Array<"TIMED_OUT" | "FAILED" | "EXPIRED">) ids.push(alertId(command.id, { kind, level: 0, attempt }));
+  }
+  for (let level = 1; level <= (command.escalation?.level ?? 0); level++) ids.push(alertId(command.id, { kind: "ESCALATED", level, attempt: 0 }));
+  return ids;
 }
 
 function messageFor(command: Command, { kind, level, attempt }: PendingAlert): string {

@@ -6,12 +6,12 @@ import type { CommandCatalog } from "../catalog/catalog";
 import type { Clock } from "../clock";
 import { decodeCursor, encodeCursor, pageSize, toPage, type Page } from "../common/pagination";
 import { faultPoint } from "../common/fault-points";
-import type { KeyedSerial } from "../common/keyed-serial";
 import { badInput, conflict, forbidden, notFound, rateLimited } from "../errors";
 import { DEVICE_ID_PATTERN } from "../mqtt/topics";
 import type { CommandQuery, CommandRepository } from "../store/command-repository";
-import type { DeviceRepository } from "../store/device-repository";
-import type { Command } from "./command";
+import type { DeviceDirectory } from "../devices/device-directory";
+import type { ActiveCommands } from "./active-commands";
+import type { Command, DispatchClaim } from "./command";
 import type { CommandLifecycle } from "./lifecycle";
 import { ESCALATABLE } from "./state-machine";
 
@@ -33,6 +33,8 @@ export interface CommandListRequest extends CommandQuery {
 /** Notified after a command is stored, so the device's queue gets worked on. */
 export interface DispatchTrigger {
   kick(deviceId: string): void;
+  /** A claim to store a new command with when it can be sent at once (no claim write later), if any. */
+  claimForNew(deviceId: string): DispatchClaim | undefined;
 }
 
 /** What a payload is sent to, for the payload limits that apply to the caller (CONTRACT §6.2). */
@@ -68,12 +70,11 @@ const MAX_NOTE_LENGTH = 1000;
 export class CommandService {
   constructor(
     private readonly commands: CommandRepository,
-    private readonly devices: DeviceRepository,
+    private readonly devices: DeviceDirectory,
+    private readonly active: ActiveCommands,
     private readonly catalog: CommandCatalog,
     private readonly payloadLimits: PayloadCheck,
     private readonly lifecycle: CommandLifecycle,
-    /** A device's commands are written one at a time in this replica (see KeyedSerial). */
-    private readonly perDevice: KeyedSerial,
     private readonly dispatch: DispatchTrigger,
     private readonly clock: Clock,
     private readonly limits: CommandLimits = DEFAULT_COMMAND_LIMITS,
@@ -81,7 +82,8 @@ export class CommandService {
 
   async send(principal: Principal, request: SendCommandRequest): Promise<Command> {
     validateRequest(request);
-    const device = await this.devices.findById(request.deviceId, { tenant: principal.tenant });
+    const found = await this.devices.find(request.deviceId);
+    const device = found?.tenant === principal.tenant ? found : null;
     // Another tenant's device is indistinguishable from a missing one: no existence leak.
     if (!device) throw notFound("Device", request.deviceId);
     const fields = { tenant: device.tenant, site: device.site, deviceId: device.id, type: request.type, model: device.model };
@@ -99,6 +101,7 @@ export class CommandService {
     const inputHash = key === undefined ? undefined : hashInput(request, payload);
     const command: Command = {
       id: key === undefined ? randomUUID() : idForKey(principal, key),
+      v: 0,
       tenant: device.tenant,
       site: device.site,
       deviceId: device.id,
@@ -119,7 +122,7 @@ export class CommandService {
     };
 
     // A soft cap: concurrent sends may pass it together by a few. A resend of a stored command is still answered.
-    if ((await this.commands.count({ deviceId: device.id, status: "QUEUED" })) >= this.limits.maxQueuedPerDevice) {
+    if (this.active.queued(device.id).length >= this.limits.maxQueuedPerDevice) {
       const resent = key === undefined ? null : await this.commands.findById(command.id);
       if (!resent) {
         throw rateLimited(`Device ${JSON.stringify(device.id)} already has ${this.limits.maxQueuedPerDevice} queued commands`, QUEUE_FULL_RETRY_SECONDS, {
@@ -128,6 +131,8 @@ export class CommandService {
       }
       return sameInputOrConflict(resent, inputHash);
     }
+    const claim = this.dispatch.claimForNew(device.id);
+    if (claim) command.claim = claim;
     if (!(await this.commands.insert(command))) {
       // The id is derived from (caller, key): an existing one is the same request sent before.
       const existing = await this.commands.findById(command.id);
@@ -159,21 +164,22 @@ export class CommandService {
 
   /** FAILED, TIMED_OUT or EXPIRED → QUEUED with the same id and attempt + 1, sent again like a new command. */
   async retry(principal: Principal, id: string): Promise<Command> {
-    const { deviceId } = await this.requireAllowed(principal, id, "retry");
-    return this.perDevice.run(deviceId, () => this.retryInLane(principal, id));
-  }
-
-  private async retryInLane(principal: Principal, id: string): Promise<Command> {
     const command = await this.requireAllowed(principal, id, "retry");
-    const now = this.clock.now();
-    const updated = await this.lifecycle.apply(id, "retry", {
-      set: command.expiresInSeconds === undefined ? {} : { expiresAt: new Date(now.getTime() + command.expiresInSeconds * 1000) },
-      unset: ["claim", "sentAt", "deliveredAt", "completedAt", "deadline", "result", "error"],
-      inc: { attempt: 1 },
-      event: { at: now, actor: principal.id, detail: `retry: attempt ${command.attempt + 1}` },
-      // The attempt that was read: of two concurrent retries only one applies.
-      where: { attempt: command.attempt },
-    });
+    const updated = await this.lifecycle.apply(
+      id,
+      "retry",
+      (current) => {
+        // The attempt that was read: of two concurrent retries only one applies.
+        if (current.attempt !== command.attempt) return null;
+        const now = this.clock.now();
+        return {
+          set: { attempt: current.attempt + 1, ...(current.expiresInSeconds === undefined ? {} : { expiresAt: new Date(now.getTime() + current.expiresInSeconds * 1000) }) },
+          unset: ["claim", "sentAt", "deliveredAt", "completedAt", "deadline", "result", "error"],
+          event: { at: now, actor: principal.id, detail: `retry: attempt ${current.attempt + 1}` },
+        };
+      },
+      command,
+    );
     if (!updated) throw await this.refusal(id, "retry", "FAILED, TIMED_OUT or EXPIRED");
     this.dispatch.kick(updated.deviceId);
     return updated;
@@ -182,35 +188,30 @@ export class CommandService {
   /** Raises the escalation level and an ESCALATED alert; the status stays. */
   async escalate(principal: Principal, id: string, note: string | null | undefined): Promise<Command> {
     if (note != null && note.length > MAX_NOTE_LENGTH) throw badInput(`note must be at most ${MAX_NOTE_LENGTH} characters`, { field: "note" });
-    const { deviceId } = await this.requireAllowed(principal, id, "escalate");
-    return this.perDevice.run(deviceId, () => this.escalateInLane(principal, id, note));
-  }
-
-  private async escalateInLane(principal: Principal, id: string, note: string | null | undefined): Promise<Command> {
     const command = await this.requireAllowed(principal, id, "escalate");
     if (!ESCALATABLE.includes(command.status)) throw conflict(`Command is ${command.status}; escalate needs FAILED, TIMED_OUT or EXPIRED`);
-    const now = this.clock.now();
-    const level = (command.escalation?.level ?? 0) + 1;
-    const updated = await this.commands.update(
+    const outcome = await this.lifecycle.submit(
       id,
-      // Same status and level as read: concurrent escalations do not skip or repeat a level.
-      { status: command.status, "escalation.level": command.escalation ? command.escalation.level : { $exists: false } },
-      {
-        $set: { escalation: { level, at: now, by: principal.id, note: note ?? undefined }, pendingAlert: { kind: "ESCALATED", level, attempt: command.attempt }, updatedAt: now },
-        $push: { history: { status: command.status, at: now, actor: principal.id, detail: `escalated to level ${level}${note ? `: ${note}` : ""}` } },
+      (current) => {
+        // Same status and level as read: concurrent escalations do not skip or repeat a level.
+        if (current.status !== command.status || current.escalation?.level !== command.escalation?.level) return { refused: "changed" };
+        const now = this.clock.now();
+        const level = (current.escalation?.level ?? 0) + 1;
+        return {
+          set: { escalation: { level, at: now, by: principal.id, note: note ?? undefined }, pendingAlert: { kind: "ESCALATED", level, attempt: current.attempt } },
+          steps: [{ change: "escalated", event: { status: current.status, at: now, actor: principal.id, detail: `escalated to level ${level}${note ? `: ${note}` : ""}` } }],
+        };
       },
+      command,
     );
-    if (!updated) throw conflict("The command changed while escalating; try again");
-    this.lifecycle.escalated(updated);
-    return updated;
+    if (outcome.refused !== undefined) throw conflict("The command changed while escalating; try again");
+    return outcome.command;
   }
 
   /** QUEUED → CANCELED, only while no dispatcher has taken it (then it may already be on its way). */
   async cancel(principal: Principal, id: string): Promise<Command> {
-    const { deviceId } = await this.requireAllowed(principal, id, "cancel");
-    const updated = await this.perDevice.run(deviceId, () =>
-      this.lifecycle.apply(id, "cancel", { event: { at: this.clock.now(), actor: principal.id }, where: { claim: { $exists: false } } }),
-    );
+    const command = await this.requireAllowed(principal, id, "cancel");
+    const updated = await this.lifecycle.apply(id, "cancel", (current) => (current.claim ? null : { event: { at: this.clock.now(), actor: principal.id } }), command);
     if (!updated) throw await this.refusal(id, "cancel", "QUEUED and not yet being sent");
     return updated;
   }

@@ -38,6 +38,8 @@ export interface DispatchClaim {
 
 export interface Command {
   id: string;
+  /** Version: every stored change sets it to the value read + 1 (compare-and-set, STORE-DESIGN.md). */
+  v: number;
   tenant: string;
   site: string;
   deviceId: string;

@@ -3,12 +3,15 @@ import { faultPoint } from "../common/fault-points";
 import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
-import type { CommandRepository } from "../store/command-repository";
-import type { DeviceRepository } from "../store/device-repository";
+import type { DeviceDirectory } from "../devices/device-directory";
 import type { DispatchLeaseRepository } from "../store/dispatch-lease-repository";
-import type { Command } from "./command";
+import type { ActiveCommands } from "./active-commands";
+import type { Command, DispatchClaim } from "./command";
 import { encodeCommandMessage } from "./command-message";
 import type { CommandLifecycle } from "./lifecycle";
+
+/** How long SENT waits for company (the device's DELIVERED) before it is written alone. */
+const SENT_LINGER_MS = 25;
 
 /**
  * Sends a command message to its device; resolves when the broker has acknowledged it. `onAcked` runs
@@ -18,18 +21,21 @@ export type CommandPublisher = (command: Command, message: string, onAcked?: () 
 
 /**
  * Moves QUEUED commands to devices, oldest first per device, one device at a time per replica and
- * one replica at a time per device (a lease in the store). A command is claimed before it is
- * published and marked SENT when the broker acknowledges it; a replica that dies in between leaves a
- * claim that expires, and the command is published again with the same id and attempt, which the
- * device recognises.
+ * one replica at a time per device (a lease in the store, held across runs and renewed when half of
+ * it is used). A command is claimed before it is published and marked SENT when the broker
+ * acknowledges it; a replica that dies in between leaves a claim that expires, and the command is
+ * published again with the same id and attempt, which the device recognises. The queue and the
+ * device's presence come from memory (ActiveCommands, DeviceDirectory), not from the store.
  */
 export class Dispatcher {
   private readonly running = new Map<string, { again: boolean; redeliver: boolean }>();
+  /** Devices whose lease this replica holds, and until when. */
+  private readonly leasedUntil = new Map<string, number>();
   private stopped = false;
 
   constructor(
-    private readonly commands: CommandRepository,
-    private readonly devices: DeviceRepository,
+    private readonly active: ActiveCommands,
+    private readonly devices: DeviceDirectory,
     private readonly leases: DispatchLeaseRepository,
     private readonly lifecycle: CommandLifecycle,
     private readonly perDevice: KeyedSerial,
@@ -56,10 +62,30 @@ export class Dispatcher {
     void this.loop(deviceId, state);
   }
 
-  /** Resolves when no run is under way (for shutdown). */
+  /**
+   * A claim a new command can be stored with, so that sending it costs no claim write: when this
+   * replica holds the device's lease for a while yet, the device is online and nothing queued is
+   * ahead of it. Otherwise undefined (the command is claimed when its turn comes).
+   */
+  claimForNew(deviceId: string): DispatchClaim | undefined {
+    const now = this.clock.now().getTime();
+    if (this.stopped || (this.leasedUntil.get(deviceId) ?? 0) - now < this.leaseMs / 2) return undefined;
+    if (!this.devices.isOnline(deviceId) || this.active.queued(deviceId).length > 0) return undefined;
+    return { owner: this.owner, until: new Date(now + this.leaseMs) };
+  }
+
+  /** Whether this replica holds the device's dispatch lease (it acts first on the device's expiries). */
+  holdsLease(deviceId: string): boolean {
+    return (this.leasedUntil.get(deviceId) ?? 0) > this.clock.now().getTime();
+  }
+
+  /** Resolves when no run is under way, and hands the leases back (for shutdown). */
   async stop(): Promise<void> {
     this.stopped = true;
     while (this.running.size > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    const held = [...this.leasedUntil.keys()];
+    this.leasedUntil.clear();
+    await Promise.allSettled(held.map((deviceId) => this.leases.release(deviceId, this.owner)));
   }
 
   private async loop(deviceId: string, state: { again: boolean; redeliver: boolean }): Promise<void> {
@@ -78,52 +104,89 @@ export class Dispatcher {
   }
 
   private async runOnce(deviceId: string, redeliver: boolean): Promise<void> {
-    let leaseUntil = this.clock.now().getTime() + this.leaseMs;
-    if (!(await this.leases.acquire(deviceId, this.owner, this.clock.now(), this.leaseMs))) return;
-    try {
-      if (redeliver) {
-        // Sent before the device went away and never acknowledged: send again, same id and attempt.
-        for (const command of await this.commands.findUndelivered(deviceId)) {
-          if (!(await this.isOnline(deviceId))) return;
-          await this.publish(command, encodeCommandMessage(command));
-          this.metrics.commandsPublished.inc({ kind: "redelivery" });
-        }
+    if (!this.devices.isOnline(deviceId) || !(await this.holdLease(deviceId))) return;
+    if (redeliver) {
+      // Sent before the device went away and never acknowledged: send again, same id and attempt.
+      for (const command of this.active.sent(deviceId)) {
+        if (!this.devices.isOnline(deviceId)) return;
+        await this.publish(command, encodeCommandMessage(command));
+        this.metrics.commandsPublished.inc({ kind: "redelivery" });
       }
-      while (!this.stopped && (await this.isOnline(deviceId))) {
-        const now = this.clock.now();
-        const command = await this.perDevice.run(deviceId, () => this.commands.claimNextForDevice(deviceId, this.owner, now, this.leaseMs));
-        if (!command) return;
-        // Renewed only once half of it is used up: a store write fewer per command on a busy device.
-        if (leaseUntil - now.getTime() < this.leaseMs / 2) {
-          await this.leases.acquire(deviceId, this.owner, now, this.leaseMs);
-          leaseUntil = now.getTime() + this.leaseMs;
-        }
-        faultPoint("after-claim");
-        let marked: Promise<unknown> | undefined;
-        // SENT is queued in the device's lane at the PUBACK itself, ahead of the device's replies.
-        await this.publish(command, encodeCommandMessage(command), () => {
-          faultPoint("after-publish");
-          marked = this.perDevice.run(deviceId, () => this.markSent(command));
-        });
-        this.metrics.commandsPublished.inc({ kind: "send" });
-        await marked;
-      }
-    } finally {
-      await this.leases.release(deviceId, this.owner);
+    }
+    const tried = new Set<string>();
+    while (!this.stopped && this.devices.isOnline(deviceId)) {
+      const next = this.nextToSend(deviceId, tried);
+      if (!next) return;
+      tried.add(next.id);
+      if (!(await this.holdLease(deviceId))) return;
+      const command = await this.claim(next);
+      if (!command) continue;
+      faultPoint("after-claim");
+      let marked: Promise<{ done: Promise<unknown> }> | undefined;
+      // SENT is queued in the device's lane at the PUBACK itself, ahead of the device's replies.
+      await this.publish(command, encodeCommandMessage(command), () => {
+        faultPoint("after-publish");
+        marked = this.perDevice.run(deviceId, async () => ({ done: this.markSent(command) }));
+      });
+      this.metrics.commandsPublished.inc({ kind: "send" });
+      await (await marked)?.done;
     }
   }
 
-  private markSent(command: Command) {
-    const sentAt = this.clock.now();
-    return this.lifecycle.apply(command.id, "publishAcked", {
-      set: { sentAt, deadline: new Date(sentAt.getTime() + command.timeoutSeconds * 1000) },
-      event: { at: sentAt, actor: "gateway" },
-      // Only the attempt that was claimed (a retry in between removes the claim).
-      where: { claim: { $exists: true }, attempt: command.attempt },
-    });
+  /** The oldest QUEUED command that is this replica's to send: unclaimed and not expired, its own, or a dead dispatcher's. */
+  private nextToSend(deviceId: string, tried: Set<string>): Command | undefined {
+    const now = this.clock.now();
+    return this.active.queued(deviceId).find(
+      (c) => !tried.has(c.id) && (c.claim ? c.claim.owner === this.owner || c.claim.until < now : !(c.expiresAt && c.expiresAt <= now)),
+    );
   }
 
-  private async isOnline(deviceId: string): Promise<boolean> {
-    return (await this.devices.findById(deviceId))?.online === true;
+  /** The command claimed by this replica (no write when it already is, for long enough), or null. */
+  private async claim(command: Command): Promise<Command | null> {
+    const now = this.clock.now();
+    if (command.claim?.owner === this.owner && command.claim.until.getTime() - now.getTime() > this.leaseMs / 2) return command;
+    const outcome = await this.lifecycle.submit(command.id, (current) => {
+      const now = this.clock.now();
+      if (current.status !== "QUEUED" || current.attempt !== command.attempt) return { refused: "not_queued" };
+      const mine = current.claim?.owner === this.owner;
+      if (current.claim && !mine && current.claim.until >= now) return { refused: "claimed" };
+      // Never handed to the broker for this attempt and expired: the expiry is the schedule's to record.
+      if (!current.claim && current.expiresAt && current.expiresAt <= now) return { refused: "expired" };
+      return { set: { claim: { owner: this.owner, until: new Date(now.getTime() + this.leaseMs) } } };
+    });
+    return outcome.refused === undefined ? outcome.command : null;
+  }
+
+  /** Takes or keeps the device's lease: a store write only when it is not held or half used. */
+  private async holdLease(deviceId: string): Promise<boolean> {
+    const now = this.clock.now();
+    const until = this.leasedUntil.get(deviceId) ?? 0;
+    if (until - now.getTime() > this.leaseMs / 2) return true;
+    if (!(await this.leases.acquire(deviceId, this.owner, now, this.leaseMs, until > now.getTime()))) {
+      this.leasedUntil.delete(deviceId);
+      return false;
+    }
+    this.leasedUntil.set(deviceId, now.getTime() + this.leaseMs);
+    return true;
+  }
+
+  /**
+   * SENT waits a moment for the device's DELIVERED, which nearly always follows within milliseconds,
+   * so both cost one write. Until SENT is stored the command is QUEUED and claimed: a crash then means
+   * it is published again with the same id and attempt, as after any crash before the PUBACK was stored.
+   */
+  private markSent(command: Command) {
+    const sentAt = this.clock.now();
+    return this.lifecycle.apply(
+      command.id,
+      "publishAcked",
+      (current) => {
+        // Only the attempt that was claimed (a retry in between removes the claim).
+        if (!current.claim || current.attempt !== command.attempt) return null;
+        return { set: { sentAt, deadline: new Date(sentAt.getTime() + current.timeoutSeconds * 1000) }, event: { at: sentAt, actor: "gateway" } };
+      },
+      undefined,
+      SENT_LINGER_MS,
+    );
   }
 }

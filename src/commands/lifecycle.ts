@@ -1,22 +1,69 @@
 import type { Clock } from "../clock";
 import type { Metrics } from "../observability/metrics";
-import type { CommandRepository, TransitionChange } from "../store/command-repository";
-import type { Command } from "./command";
-import type { CommandTransition } from "./state-machine";
+import type { CommandRepository } from "../store/command-repository";
+import type { ActiveCommands } from "./active-commands";
+import type { Command, CommandEvent } from "./command";
+import { canTransition, targetOf, type CommandTransition } from "./state-machine";
 
 /** What happened to the command: a transition, its creation, or an escalation (which keeps the status). */
 export type CommandChange = CommandTransition | "created" | "escalated";
 export type TransitionListener = (command: Command, change: CommandChange) => void;
 
+type Fields = Partial<Omit<Command, "id" | "v" | "status" | "history">>;
+
+/** A change of one command, decided against the command as it stands. */
+export interface Mutation {
+  set?: Fields;
+  unset?: Array<keyof Fields>;
+  /** Recorded in `history` in this order and announced one by one; none: a silent change (a claim, alert bookkeeping). */
+  steps?: Array<{ change: CommandChange; event: CommandEvent }>;
+}
+
+/** Why a change was not made; the string is the caller's reason (e.g. a reply outcome). */
+export interface Refusal {
+  refused: string;
+}
+
+/** Decides what to change given the command as it stands now; called again after a lost race. */
+export type Decide = (current: Command) => Mutation | Refusal;
+
+export type Outcome = { command: Command; refused?: undefined } | { command: Command | null; refused: string };
+
+/** What an applied transition records besides the status: extra fields, and the history event. */
+export interface TransitionChange {
+  set?: Fields;
+  unset?: Array<keyof Fields>;
+  event: Omit<CommandEvent, "status">;
+  /** History entries recorded just before the transition's own (a step the store never saw). */
+  precededBy?: CommandEvent[];
+}
+
+const NOT_ALLOWED = "not_allowed_in_state";
+/** Lost compare-and-set races before giving up: each loss means another writer made progress. */
+const MAX_ROUNDS = 5;
+
+interface Pending {
+  decide: Decide;
+  resolve(outcome: Outcome): void;
+  reject(error: unknown): void;
+}
+
 /**
- * Applies state-machine transitions through the store and tells everyone who listens (subscriptions,
- * alerts, metrics). Every change of a command's status goes through here.
+ * Applies changes to commands through the store and tells everyone who listens (subscriptions,
+ * alerts, metrics). Every change of a command goes through here, as a compare-and-set on its version.
+ * Changes of one command that arrive while a write for it is in flight are stored together in the
+ * next write (one update, every step appended to `history`) and then announced one by one, in order:
+ * a fast device's DELIVERED and SUCCEEDED cost one store round trip, not two.
  */
 export class CommandLifecycle {
   private readonly listeners: TransitionListener[] = [];
+  private readonly queues = new Map<string, Pending[]>();
+  /** Commands whose first queued change waits a moment for the next one (see `submit`'s `lingerMs`). */
+  private readonly lingering = new Map<string, () => void>();
 
   constructor(
     private readonly commands: CommandRepository,
+    private readonly active: ActiveCommands,
     private readonly clock: Clock,
     private readonly metrics: Metrics,
   ) {}
@@ -26,32 +73,159 @@ export class CommandLifecycle {
   }
 
   created(command: Command): void {
+    this.active.observe(command);
     this.metrics.commandTransitions.inc({ status: command.status });
     this.notify(command, "created");
   }
 
-  escalated(command: Command): void {
-    this.notify(command, "escalated");
+  /**
+   * Applies a state-machine transition if the command's status allows it and `change` (given the
+   * command as it stands) does not refuse. The command after it, or null.
+   */
+  async apply(
+    id: string,
+    transition: CommandTransition,
+    change: (current: Command) => TransitionChange | Refusal | null,
+    known?: Command,
+    lingerMs = 0,
+  ): Promise<Command | null> {
+    const outcome = await this.submit(id, transitionDecision(transition, change), known, lingerMs);
+    return outcome.refused === undefined ? outcome.command : null;
   }
 
-  /** The command after the transition, or null if its status no longer allowed it. */
-  async apply(id: string, transition: CommandTransition, change: TransitionChange): Promise<Command | null> {
-    const updated = await this.commands.transition(id, transition, change, this.clock.now());
-    if (!updated) return null;
-    // A step recorded on the way (SENT, when the device's reply came before the PUBACK was stored)
-    // is announced too, as the command stood right after it: every transition reaches subscribers.
-    const steps = change.precededBy ?? [];
-    steps.forEach((step, i) => {
-      const historyLength = updated.history.length - steps.length + i;
-      this.metrics.commandTransitions.inc({ status: step.status });
-      this.notify({ ...updated, status: step.status, history: updated.history.slice(0, historyLength + 1) }, "publishAcked");
+  /**
+   * Queues a change of the command; resolves once it is stored and announced (or refused). `known`
+   * is a copy the caller read, used when the command is not among the active ones in memory.
+   * `lingerMs`: wait up to that long for another change of the command to store both in one write
+   * (SENT, whose DELIVERED follows within milliseconds); the next change ends the wait at once.
+   */
+  submit(id: string, decide: Decide, known?: Command, lingerMs = 0): Promise<Outcome> {
+    return new Promise<Outcome>((resolve, reject) => {
+      const queue = this.queues.get(id);
+      if (queue) {
+        queue.push({ decide, resolve, reject });
+        // A change waiting for company got it: write both now.
+        this.lingering.get(id)?.();
+        return;
+      }
+      this.queues.set(id, [{ decide, resolve, reject }]);
+      if (lingerMs <= 0) return void this.drain(id, known);
+      const write = () => {
+        clearTimeout(timer);
+        this.lingering.delete(id);
+        void this.drain(id, known);
+      };
+      const timer = setTimeout(write, lingerMs);
+      this.lingering.set(id, write);
     });
-    this.metrics.commandTransitions.inc({ status: updated.status });
-    this.notify(updated, transition);
-    return updated;
+  }
+
+  private async drain(id: string, known: Command | undefined): Promise<void> {
+    const queue = this.queues.get(id)!;
+    while (queue.length > 0) {
+      const batch = queue.splice(0, queue.length);
+      try {
+        await this.writeBatch(id, batch, known);
+      } catch (error) {
+        for (const pending of batch) pending.reject(error);
+      }
+      known = undefined;
+    }
+    this.queues.delete(id);
+  }
+
+  private async writeBatch(id: string, batch: Pending[], known: Command | undefined): Promise<void> {
+    let base: Command | null = this.active.get(id) ?? known ?? (await this.commands.findById(id));
+    for (let round = 0; base && round < MAX_ROUNDS; round++) {
+      const plan = planBatch(base, batch, this.clock.now());
+      if (!plan.changed) {
+        batch.forEach((pending, i) => pending.resolve(plan.outcomes[i]!));
+        return;
+      }
+      const stored = await this.commands.write(base, plan.next, plan.fields);
+      if (stored) {
+        this.active.observe(stored);
+        this.announce(plan, stored);
+        batch.forEach((pending, i) => pending.resolve(resolvedOutcome(plan.outcomes[i]!, stored)));
+        return;
+      }
+      // Someone else changed it: look again and decide again.
+      base = await this.commands.findById(id);
+      if (base) this.active.observe(base);
+    }
+    for (const pending of batch) pending.resolve({ command: base, refused: base ? NOT_ALLOWED : "unknown_command" });
+  }
+
+  private announce(plan: Plan, stored: Command): void {
+    plan.snapshots.forEach(({ historyLength, status, change }, i) => {
+      const last = i === plan.snapshots.length - 1;
+      const command = last ? stored : { ...stored, status, history: stored.history.slice(0, historyLength) };
+      if (change !== "escalated") this.metrics.commandTransitions.inc({ status });
+      this.notify(command, change);
+    });
   }
 
   private notify(command: Command, change: CommandChange): void {
     for (const listener of this.listeners) listener(command, change);
   }
+}
+
+interface Plan {
+  next: Command;
+  changed: boolean;
+  fields: Set<keyof Command>;
+  outcomes: Outcome[];
+  snapshots: Array<{ historyLength: number; status: Command["status"]; change: CommandChange }>;
+}
+
+/** Applies the batch's decisions one after another in memory: each sees the command as the ones before left it. */
+function planBatch(base: Command, batch: Pending[], now: Date): Plan {
+  let next = base;
+  const plan: Plan = { next, changed: false, fields: new Set(), outcomes: [], snapshots: [] };
+  for (const pending of batch) {
+    const decision = pending.decide(next);
+    if ("refused" in decision) {
+      plan.outcomes.push({ command: next, refused: decision.refused });
+      continue;
+    }
+    next = { ...next, ...decision.set };
+    for (const field of Object.keys(decision.set ?? {})) plan.fields.add(field as keyof Command);
+    for (const field of decision.unset ?? []) {
+      delete next[field];
+      plan.fields.add(field);
+    }
+    for (const { change, event } of decision.steps ?? []) {
+      next = { ...next, status: event.status, history: [...next.history, event], updatedAt: now };
+      plan.fields.add("status").add("updatedAt");
+      plan.snapshots.push({ historyLength: next.history.length, status: event.status, change });
+    }
+    plan.changed = true;
+    plan.outcomes.push({ command: next });
+  }
+  plan.next = next;
+  return plan;
+}
+
+/** The stored command for the last accepted step, the in-memory state (with the stored version) for earlier ones. */
+function resolvedOutcome(outcome: Outcome, stored: Command): Outcome {
+  if (outcome.refused !== undefined || !outcome.command) return outcome;
+  return { command: outcome.command.history.length === stored.history.length ? stored : { ...outcome.command, v: stored.v } };
+}
+
+function transitionDecision(transition: CommandTransition, change: (current: Command) => TransitionChange | Refusal | null): Decide {
+  return (current) => {
+    if (!canTransition(current.status, transition)) return { refused: NOT_ALLOWED };
+    const decided = change(current);
+    if (!decided) return { refused: NOT_ALLOWED };
+    if ("refused" in decided) return decided;
+    const status = targetOf(transition);
+    return {
+      set: decided.set,
+      unset: decided.unset,
+      steps: [
+        ...(decided.precededBy ?? []).map((event) => ({ change: "publishAcked" as const, event })),
+        { change: transition, event: { ...decided.event, status } },
+      ],
+    };
+  };
 }

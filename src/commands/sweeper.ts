@@ -1,101 +1,182 @@
 import type { AlertService } from "../alerts/alert-service";
 import type { Clock } from "../clock";
 import { faultPoint } from "../common/fault-points";
-import type { KeyedSerial } from "../common/keyed-serial";
+import { TimerQueue } from "../common/timer-queue";
+import type { DeviceDirectory } from "../devices/device-directory";
 import type { Logger } from "../logger";
 import type { CommandRepository } from "../store/command-repository";
-import type { DeviceRepository } from "../store/device-repository";
+import type { CommandIdQueries } from "../store/store-ports";
+import { ACTIVE_STATUSES, type ActiveCommands } from "./active-commands";
 import type { Command } from "./command";
 import type { Dispatcher } from "./dispatcher";
 import type { CommandLifecycle } from "./lifecycle";
 
-const BATCH = 200;
-const SAFETY_NET_INTERVAL_MS = 2_000;
+/** Commands read back into memory at start; more than any gateway keeps unsettled. */
+const REBUILD_LIMIT = 1_000_000;
+const READ_CONCURRENCY = 8;
+/** The safety net's bound per round. */
+const SAFETY_NET_BATCH = 1_000;
+const SAFETY_NET_INTERVAL_MS = 60_000;
+const RETRY_MS = 1_000;
+
+export interface SweeperOptions {
+  /** This replica's id: it acts at the deadline of what it dispatched, the others after `graceMs`. */
+  owner: string;
+  graceMs: number;
+  /** How long a dispatch claim holds: a queue whose head has not moved for that long is kicked. */
+  leaseMs: number;
+  /**
+   * Look in the store once a minute for what another writer did that the bus did not tell (off when
+   * this process is the store's only writer: the embedded store).
+   */
+  safetyNet: boolean;
+}
+
+type Due = { id: string; kind: "deadline" | "expiry" };
 
 /**
- * The periodic part of the lifecycle: deadlines → TIMED_OUT, expiries → EXPIRED, and the safety net
- * for whatever a lost wake-up, a crashed replica or a restart left undone (stalled queues, alerts
- * decided but not written). Every step is a conditional update, so any number of replicas may sweep
- * at once and each transition still happens once.
+ * The timed part of the lifecycle: deadlines → TIMED_OUT, expiries → EXPIRED, from an in-memory
+ * schedule of every active command (one timer), so nothing polls the store. Every replica knows every
+ * deadline; the one that dispatched the command acts at the deadline, the others after a grace period,
+ * each by compare-and-set, so one of them records it. At start it rebuilds the active commands from
+ * the store and writes the alerts a crash left decided but unwritten.
  */
 export class Sweeper {
-  private timer?: NodeJS.Timeout;
-  private sweeping?: Promise<void>;
-  private round = 0;
-  private readonly safetyNetEvery: number;
+  private readonly schedule: TimerQueue<Due>;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly working = new Set<Promise<unknown>>();
+  private heads = new Map<string, string>();
 
   constructor(
     private readonly commands: CommandRepository,
-    private readonly devices: DeviceRepository,
+    private readonly ids: Required<CommandIdQueries>,
+    private readonly active: ActiveCommands,
+    private readonly devices: DeviceDirectory,
     private readonly lifecycle: CommandLifecycle,
     private readonly dispatcher: Dispatcher,
     private readonly alerts: AlertService,
-    private readonly perDevice: KeyedSerial,
     private readonly clock: Clock,
-    private readonly intervalMs: number,
+    private readonly options: SweeperOptions,
     private readonly log: Logger,
   ) {
-    this.safetyNetEvery = Math.max(1, Math.round(SAFETY_NET_INTERVAL_MS / intervalMs));
+    this.schedule = new TimerQueue(
+      (due) =>
+        this.track(
+          this.onDue(due).catch((error) => {
+            // Not recorded (the store was away): try again shortly.
+            this.schedule.add(this.clock.now().getTime() + RETRY_MS, due);
+            throw error;
+          }),
+        ),
+      () => this.clock.now().getTime(),
+    );
+    active.onActive((command) => this.plan(command));
   }
 
-  start(): void {
-    this.timer = setInterval(() => {
-      if (this.sweeping) return; // a slow sweep is not stacked on itself
-      this.sweeping = this.sweep()
-        .catch((error) => this.log.warn({ err: (error as Error).message }, "sweep failed; next round will retry"))
-        .finally(() => (this.sweeping = undefined));
-    }, this.intervalMs);
-    this.timer.unref();
+  /** Rebuilds memory from the store, then keeps the schedule and the safety nets running. */
+  async start(): Promise<void> {
+    await this.readIntoMemory(await this.ids.idsWithStatus(ACTIVE_STATUSES, REBUILD_LIMIT));
+    await this.raisePendingAlerts();
+    for (const deviceId of [...this.active.devicesWithQueued()]) if (this.devices.isOnline(deviceId)) this.dispatcher.kick(deviceId);
+    this.every(this.options.leaseMs, () => this.kickStalledQueues());
+    if (this.options.safetyNet) this.every(SAFETY_NET_INTERVAL_MS, () => this.track(this.safetyNet()));
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.sweeping;
+    this.schedule.stop();
+    for (const timer of this.timers) clearInterval(timer);
+    await Promise.allSettled([...this.working]);
   }
 
-  async sweep(): Promise<void> {
-    await this.timeOutOverdue();
-    await this.expireStale();
-    // The safety net repairs what is rare (a crash, a lost wake-up): every couple of seconds is enough,
-    // and it spares the store two scans per round.
-    if (this.round++ % this.safetyNetEvery === 0) {
-      await this.raisePendingAlerts();
-      await this.kickStalledQueues();
+  private plan(command: Command): void {
+    const mine = command.claim?.owner === this.options.owner;
+    if ((command.status === "SENT" || command.status === "DELIVERED") && command.deadline) {
+      this.schedule.add(command.deadline.getTime() + (mine ? 0 : this.options.graceMs), { id: command.id, kind: "deadline" });
+    } else if (command.status === "QUEUED" && !command.claim && command.expiresAt) {
+      const first = this.dispatcher.holdsLease(command.deviceId);
+      this.schedule.add(command.expiresAt.getTime() + (first ? 0 : this.options.graceMs), { id: command.id, kind: "expiry" });
     }
   }
 
-  private async timeOutOverdue(): Promise<void> {
-    for (const command of await this.commands.findOverdue(this.clock.now(), BATCH)) {
-      if (await this.transition(command, "timeOut", `no final reply within ${command.timeoutSeconds} s`, "TIMED_OUT")) faultPoint("after-timeout");
-    }
-  }
-
-  private async expireStale(): Promise<void> {
-    for (const command of await this.commands.findExpired(this.clock.now(), BATCH)) {
-      await this.transition(command, "expire", "not sent before expiresAt", "EXPIRED", { claim: { $exists: false } });
-    }
-  }
-
-  private transition(command: Command, transition: "timeOut" | "expire", detail: string, kind: "TIMED_OUT" | "EXPIRED", where = {}) {
-    return this.perDevice.run(command.deviceId, () => {
-      const now = this.clock.now();
-      return this.lifecycle.apply(command.id, transition, {
-        set: { pendingAlert: { kind, level: command.escalation?.level ?? 0, attempt: command.attempt } },
-        event: { at: now, actor: "gateway", detail },
+  private async onDue({ id, kind }: Due): Promise<void> {
+    const command = this.active.get(id);
+    if (!command) return;
+    const now = this.clock.now();
+    if (kind === "deadline" && isOverdue(command, now)) {
+      const timedOut = await this.lifecycle.apply(id, "timeOut", (current) => {
         // The attempt that was found overdue, not one retried meanwhile.
-        where: { ...where, attempt: command.attempt },
+        if (current.attempt !== command.attempt || !isOverdue(current, this.clock.now())) return null;
+        return {
+          set: { pendingAlert: { kind: "TIMED_OUT", level: current.escalation?.level ?? 0, attempt: current.attempt } },
+          event: { at: this.clock.now(), actor: "gateway", detail: `no final reply within ${current.timeoutSeconds} s` },
+        };
       });
-    });
+      if (timedOut) faultPoint("after-timeout");
+    } else if (kind === "expiry" && isExpired(command, now)) {
+      await this.lifecycle.apply(id, "expire", (current) => {
+        // A claimed command may already be on its way: it is not expired.
+        if (current.attempt !== command.attempt || !isExpired(current, this.clock.now())) return null;
+        return {
+          set: { pendingAlert: { kind: "EXPIRED", level: current.escalation?.level ?? 0, attempt: current.attempt } },
+          event: { at: this.clock.now(), actor: "gateway", detail: "not sent before expiresAt" },
+        };
+      });
+    }
+  }
+
+  /** Online devices whose queue has not moved for a lease period: a lost wake-up, or a dead replica's lease. */
+  private kickStalledQueues(): void {
+    const heads = new Map<string, string>();
+    for (const deviceId of this.active.devicesWithQueued()) {
+      const head = this.active.queued(deviceId)[0]!.id;
+      heads.set(deviceId, head);
+      if (this.heads.get(deviceId) === head && this.devices.isOnline(deviceId)) this.dispatcher.kick(deviceId);
+    }
+    this.heads = heads;
+  }
+
+  /** What the bus may not have told: commands another writer created or changed, alerts a crash left unwritten. */
+  private async safetyNet(): Promise<void> {
+    const started = Date.now();
+    const ids = await this.ids.idsWithStatus(ACTIVE_STATUSES, SAFETY_NET_BATCH);
+    const unknown = ids.filter((id) => !this.active.get(id));
+    await this.readIntoMemory(unknown);
+    await this.raisePendingAlerts();
+    for (const deviceId of new Set(unknown.map((id) => this.active.get(id)?.deviceId))) if (deviceId) this.dispatcher.kick(deviceId);
+    this.log.debug({ ms: Date.now() - started, active: ids.length, learned: unknown.length }, "safety net done");
   }
 
   private async raisePendingAlerts(): Promise<void> {
-    for (const command of await this.commands.findWithPendingAlert(BATCH)) await this.alerts.raisePending(command);
+    for (const id of await this.ids.idsWithPendingAlert(SAFETY_NET_BATCH)) {
+      const command = await this.commands.findById(id);
+      if (command) await this.alerts.raisePending(command);
+    }
   }
 
-  /** Online devices with queued commands nobody is sending. */
-  private async kickStalledQueues(): Promise<void> {
-    const deviceIds = await this.commands.deviceIdsWithPendingDispatch(this.clock.now());
-    if (deviceIds.length === 0) return;
-    for (const deviceId of await this.devices.onlineAmong(deviceIds)) this.dispatcher.kick(deviceId);
+  private async readIntoMemory(ids: string[]): Promise<void> {
+    const queue = [...ids];
+    const reader = async () => {
+      for (let id = queue.pop(); id !== undefined; id = queue.pop()) {
+        const command = await this.commands.findById(id);
+        if (command) this.active.observe(command);
+      }
+    };
+    await Promise.all(Array.from({ length: READ_CONCURRENCY }, reader));
+  }
+
+  private every(ms: number, task: () => void): void {
+    const timer = setInterval(task, ms);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  private track(work: Promise<unknown>): void {
+    const tracked = work.catch((error) => this.log.warn({ err: (error as Error).message }, "sweep step failed; the safety net or a restart repeats it"));
+    this.working.add(tracked);
+    void tracked.finally(() => this.working.delete(tracked));
   }
 }
+
+const isOverdue = (command: Command, now: Date) =>
+  (command.status === "SENT" || command.status === "DELIVERED") && command.deadline !== undefined && command.deadline <= now;
+const isExpired = (command: Command, now: Date) => command.status === "QUEUED" && !command.claim && command.expiresAt !== undefined && command.expiresAt <= now;

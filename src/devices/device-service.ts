@@ -21,6 +21,8 @@ export class DeviceService {
   constructor(
     private readonly devices: DeviceRepository,
     private readonly clock: Clock,
+    /** Told of every new device (the directories of all replicas). */
+    private readonly onRegistered: (device: Device) => void = () => undefined,
   ) {}
 
   async register(principal: Principal, request: RegisterDeviceRequest): Promise<Device> {
@@ -32,6 +34,7 @@ export class DeviceService {
     const device: Device = { ...request, tenant: principal.tenant, online: false, createdAt: this.clock.now() };
     if (!allows(abilityOf(principal), "create", "Device", device)) throw forbidden("Only an admin may register devices");
     if (!(await this.devices.insert(device))) throw conflict(`Device id ${JSON.stringify(request.id)} is already registered`, { field: "id" });
+    this.onRegistered(device);
     return device;
   }
 

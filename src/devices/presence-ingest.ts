@@ -4,6 +4,7 @@ import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { DeviceRepository } from "../store/device-repository";
 import type { DeviceRef } from "./device";
+import type { DeviceDirectory } from "./device-directory";
 
 const presenceSchema = z.object({ online: z.boolean() });
 
@@ -17,6 +18,7 @@ export type PresenceChangeListener = (device: DeviceRef) => void;
 export class PresenceIngest {
   constructor(
     private readonly devices: DeviceRepository,
+    private readonly directory: DeviceDirectory,
     /** Presence changes of one device are stored in the order they arrived (a will, then a reconnect). */
     private readonly perDevice: KeyedSerial,
     private readonly onOnline: PresenceListener,
@@ -34,7 +36,11 @@ export class PresenceIngest {
       this.log.debug({ deviceId }, "malformed presence message ignored");
       return;
     }
-    const before = await this.perDevice.run(deviceId, () => this.devices.setPresence(deviceId, online, this.clock.now()));
+    const at = this.clock.now();
+    // Memory first: the dispatcher may act on it at once; the store keeps it for the API and restarts.
+    if (!this.directory.presence(deviceId, online, at) && !(await this.directory.find(deviceId))) return;
+    this.directory.presence(deviceId, online, at);
+    const before = await this.perDevice.run(deviceId, () => this.devices.setPresence(deviceId, online, at));
     if (!before) return;
     if (before.online !== online) this.onChanged(before);
     if (online) this.onOnline(deviceId);

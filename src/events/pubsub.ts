@@ -1,7 +1,7 @@
 import { createPubSub } from "@graphql-yoga/subscription";
 import type { Alert } from "../alerts/alert";
 import type { Command } from "../commands/command";
-import type { DeviceRef } from "../devices/device";
+import type { Device, DeviceRef } from "../devices/device";
 
 /** Subscription topics; the names are internal, the payloads are what subscribers filter on. */
 export enum Topic {
@@ -13,10 +13,16 @@ export enum Topic {
   DeviceUpdated = "DEVICE_UPDATED",
   /** Every replica reads the tenant's payload limits again. */
   PayloadLimitsChanged = "PAYLOAD_LIMITS_CHANGED",
+  /** Every replica adds the device to its directory. */
+  DeviceRegistered = "DEVICE_REGISTERED",
 }
 
-/** What travels on the bus: the command without its internal bookkeeping. */
-export type CommandUpdate = Omit<Command, "claim" | "inputHash" | "pendingAlert">;
+/**
+ * What travels on the bus: the command as stored (with its version and claim, so every replica's
+ * memory of active commands stays current) except the input hash; subscribers select only the
+ * schema's fields.
+ */
+export type CommandUpdate = Omit<Command, "inputHash">;
 
 export type PubSubArgs = {
   [Topic.CommandUpdated]: [CommandUpdate];
@@ -24,6 +30,7 @@ export type PubSubArgs = {
   [Topic.ApiKeyRevoked]: [{ id: string }];
   [Topic.DeviceUpdated]: [DeviceRef];
   [Topic.PayloadLimitsChanged]: [{ tenant: string }];
+  [Topic.DeviceRegistered]: [Device];
 };
 
 export type GatewayPubSub = ReturnType<typeof createPubSub<PubSubArgs>>;
@@ -45,13 +52,16 @@ export function reviveEvent(type: string, data: unknown): unknown {
     toDates(record, COMMAND_DATES);
     for (const event of (record.history as Array<Record<string, unknown>>) ?? []) toDates(event, ["at"]);
     if (record.escalation) toDates(record.escalation as Record<string, unknown>, ["at"]);
+    if (record.claim) toDates(record.claim as Record<string, unknown>, ["until"]);
   } else if (type === Topic.AlertRaised) {
     toDates(record, ALERT_DATES);
+  } else if (type === Topic.DeviceRegistered) {
+    toDates(record, ["createdAt", "lastSeenAt"]);
   }
   return record;
 }
 
 export function toCommandUpdate(command: Command): CommandUpdate {
-  const { claim: _claim, inputHash: _inputHash, pendingAlert: _pendingAlert, ...update } = command;
+  const { inputHash: _inputHash, ...update } = command;
   return update;
 }

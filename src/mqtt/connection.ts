@@ -19,21 +19,50 @@ export interface MqttConnectionOptions {
   log: Logger;
 }
 
+/** Messages being handled at once; beyond it mqtt.js reads no further packet until one finishes (backpressure). */
+const MAX_IN_FLIGHT = 1_000;
+
+interface Incoming {
+  messageId: number;
+  handled: boolean;
+  /** The PUBACK mqtt.js wanted to send, held until this message and all before it are handled. */
+  puback?: unknown;
+}
+
+type SendPacket = (packet: { cmd: string; messageId?: number }, cb?: (error?: Error) => void, ...rest: unknown[]) => void;
+
 /**
  * The gateway's connection to the broker: publish with a promise settled on PUBACK, and subscriptions
- * routed to handlers by topic filter. An incoming message is acknowledged only after its handlers have
- * finished (mqtt.js `handleMessage`), so a crash mid-handling leaves it with the broker to deliver
- * again. mqtt.js reconnects and resubscribes on its own.
+ * routed to handlers by topic filter. Incoming messages are handled concurrently (one slow message
+ * never holds up the others, nor the PUBACKs of the gateway's own publishes), but each is acknowledged
+ * only after its handlers have finished, and PUBACKs go out in the order the messages arrived (MQTT
+ * 3.1.1 §4.6): a crash mid-handling leaves the message with the broker to deliver again. mqtt.js
+ * reconnects and resubscribes on its own; acknowledgements still held when a connection closes are
+ * dropped (the broker delivers those messages again in a persistent session).
  */
 export class MqttConnection {
   private readonly routes: Array<{ filter: string; handler: MessageHandler; ackAfterHandling: boolean }> = [];
+  /** QoS 1 messages of the current connection whose PUBACK is not sent yet, in arrival order. */
+  private incoming: Incoming[] = [];
+  private inFlight = 0;
+  private resumeReading?: () => void;
 
   private constructor(
     readonly client: MqttClient,
     private readonly publishTimeoutMs: number,
   ) {
-    // mqtt.js handles incoming packets one at a time, PUBACKs of our own publishes included: only
-    // handlers that must finish before the broker may forget the message are waited for.
+    const sendPacket = (client as unknown as { _sendPacket: SendPacket })._sendPacket.bind(client);
+    (client as unknown as { _sendPacket: SendPacket })._sendPacket = (packet, cb, ...rest) => {
+      const held = packet.cmd === "puback" ? this.incoming.find((m) => m.messageId === packet.messageId && !m.puback) : undefined;
+      if (!held) return sendPacket(packet, cb, ...rest);
+      held.puback = packet;
+      // mqtt.js reads the next packet once this callback runs: the acknowledgement itself waits.
+      process.nextTick(() => cb?.());
+      this.flushAcks(sendPacket);
+    };
+    client.on("close", () => {
+      this.incoming = [];
+    });
     client.handleMessage = (packet, done) => {
       if (packet.cmd !== "publish") return done();
       const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload;
@@ -43,8 +72,32 @@ export class MqttConnection {
         const handling = Promise.resolve().then(() => route.handler(packet.topic, payload));
         if (route.ackAfterHandling) waitFor.push(handling);
       }
-      Promise.allSettled(waitFor).then(() => done());
+      if (packet.qos !== 1 || waitFor.length === 0) return done();
+      const message: Incoming = { messageId: packet.messageId!, handled: false };
+      const batch = this.incoming;
+      batch.push(message);
+      this.inFlight++;
+      void Promise.allSettled(waitFor).then(() => {
+        message.handled = true;
+        this.inFlight--;
+        // A message of a connection that closed meanwhile is not acknowledged on the next one.
+        if (batch === this.incoming) this.flushAcks(sendPacket);
+        const resume = this.resumeReading;
+        if (resume && this.inFlight < MAX_IN_FLIGHT) {
+          this.resumeReading = undefined;
+          resume();
+        }
+      });
+      if (this.inFlight >= MAX_IN_FLIGHT) this.resumeReading = () => done();
+      else done();
     };
+  }
+
+  /** Sends the PUBACKs whose messages, and every message before them, are handled. */
+  private flushAcks(sendPacket: SendPacket): void {
+    while (this.incoming.length > 0 && this.incoming[0]!.handled && this.incoming[0]!.puback) {
+      sendPacket(this.incoming.shift()!.puback as { cmd: string });
+    }
   }
 
   static async open(options: MqttConnectionOptions): Promise<MqttConnection> {

@@ -16,6 +16,11 @@ export class Metrics {
     labelNames: ["reason"] as const,
     registers: [this.registry],
   });
+  readonly replyRetries = new Counter({
+    name: "gateway_reply_apply_retries_total",
+    help: "Attempts to apply a device reply again because the store was unavailable (the reply stays unacknowledged meanwhile)",
+    registers: [this.registry],
+  });
   readonly commandsPublished = new Counter({
     name: "gateway_commands_published_total",
     help: "Command messages published to devices (first sends and redeliveries)",

@@ -1,6 +1,6 @@
 import type { Collection, Db, Filter } from "mongodb";
 import type { Alert, AlertKind } from "../alerts/alert";
-import { insertUnique, withId } from "./database";
+import { flatFilter, insertUnique, withId } from "./database";
 import { ensureIndexes } from "./indexes";
 
 type AlertDocument = Omit<Alert, "id"> & { _id: string };
@@ -35,12 +35,18 @@ export class AlertRepository {
 
   /** Newest first; `after` is the position of the last row seen. */
   async list(scope: Filter<AlertDocument>, open: boolean | undefined, first: number, after?: { raisedAt: Date; id: string }): Promise<Alert[]> {
-    const conditions: Filter<AlertDocument>[] = [scope];
+    const conditions: Filter<AlertDocument>[] = [];
     if (open === true) conditions.push({ resolvedAt: { $exists: false } });
     if (open === false) conditions.push({ resolvedAt: { $exists: true } });
     if (after) conditions.push({ $or: [{ raisedAt: { $lt: after.raisedAt } }, { raisedAt: after.raisedAt, _id: { $lt: after.id } }] });
-    const docs = await this.collection.find({ $and: conditions }).sort({ raisedAt: -1, _id: -1 }).limit(first).toArray();
+    const docs = await this.collection.find(flatFilter(scope, ...conditions)).sort({ raisedAt: -1, _id: -1 }).limit(first).toArray();
     return docs.map(withId);
+  }
+
+  /** Deletes the alert if it is resolved (retention); point operations by `_id` only. */
+  async deleteIfResolved(id: string): Promise<boolean> {
+    const alert = await this.collection.findOne({ _id: id }, { projection: { resolvedAt: 1 } });
+    return Boolean(alert?.resolvedAt) && (await this.collection.deleteOne({ _id: id })).deletedCount === 1;
   }
 
   async findForCommand(commandId: string): Promise<Alert[]> {

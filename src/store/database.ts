@@ -7,6 +7,7 @@ import {
   type Collection,
   type Db,
   type Document,
+  type Filter,
   type OptionalUnlessRequiredId,
 } from "mongodb";
 import type { Logger } from "../logger";
@@ -82,3 +83,21 @@ export async function insertUnique<T extends Document>(collection: Collection<T>
   }
 }
 
+
+/**
+ * The conditions as one flat filter, which means the same as `{ $and: [...] }` on MongoDB and is
+ * pushed down by FerretDB (which pushes nothing under `$and`). Only a key two conditions share
+ * (e.g. two `$or`) is kept apart under `$and`.
+ */
+export function flatFilter<T>(...conditions: Filter<T>[]): Filter<T> {
+  const flat: Record<string, unknown> = {};
+  const apart: Filter<T>[] = [];
+  for (const condition of conditions) {
+    for (const [key, value] of Object.entries(condition)) {
+      if (key in flat) apart.push({ [key]: value } as Filter<T>);
+      else flat[key] = value;
+    }
+  }
+  if (apart.length) flat.$and = "$and" in flat ? [...(flat.$and as Filter<T>[]), ...apart] : apart;
+  return flat as Filter<T>;
+}

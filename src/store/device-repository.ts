@@ -1,6 +1,6 @@
 import type { Collection, Db, Filter, UpdateFilter } from "mongodb";
 import type { Device } from "../devices/device";
-import { insertUnique, withId } from "./database";
+import { flatFilter, insertUnique, withId } from "./database";
 import { findOneInScope } from "./find-in-scope";
 import { ensureIndexes } from "./indexes";
 import { escapeJsonKey, escapeJsonKeys, unescapeJsonKeys } from "./json-keys";
@@ -34,11 +34,11 @@ export class DeviceRepository {
 
   /** Ordered by id; `after` is the last id seen. */
   async list(scope: Filter<DeviceDocument>, site: string | undefined, first: number, after?: string): Promise<Device[]> {
-    const conditions: Filter<DeviceDocument>[] = [scope];
+    const conditions: Filter<DeviceDocument>[] = [];
     if (site !== undefined) conditions.push({ site });
     if (after !== undefined) conditions.push({ _id: { $gt: after } });
     const docs = await this.collection
-      .find({ $and: conditions })
+      .find(flatFilter(scope, ...conditions))
       .sort({ _id: 1 })
       .limit(first)
       .toArray();
@@ -64,9 +64,9 @@ export class DeviceRepository {
     await this.collection.updateOne({ _id: id }, update);
   }
 
-  async onlineAmong(ids: string[]): Promise<string[]> {
-    const docs = await this.collection.find({ _id: { $in: ids }, online: true }, { projection: { _id: 1 } }).toArray();
-    return docs.map((d) => d._id);
+  /** Every device (the in-memory directory is loaded from it at start). */
+  async all(): Promise<Device[]> {
+    return (await this.collection.find({}).toArray()).map(withId);
   }
 
   async count(filter: Filter<DeviceDocument> = {}): Promise<number> {

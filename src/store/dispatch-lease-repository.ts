@@ -19,11 +19,18 @@ export class DispatchLeaseRepository {
     this.collection = db.collection<LeaseDocument>("dispatch_leases");
   }
 
-  /** Takes the device's lease, or extends it when `owner` holds it already; `false` when another owner does. */
-  async acquire(deviceId: string, owner: string, now: Date, leaseMs: number): Promise<boolean> {
+  /**
+   * Takes the device's lease, or extends it when `owner` holds it already; `false` when another owner
+   * does. `held`: the caller believes it holds the lease, so the extension is tried first; otherwise
+   * the insert is (one write for a device nobody holds).
+   */
+  async acquire(deviceId: string, owner: string, now: Date, leaseMs: number, held: boolean): Promise<boolean> {
     const until = new Date(now.getTime() + leaseMs);
-    const renewed = await this.collection.updateOne({ _id: deviceId, owner }, { $set: { until } });
-    if (renewed.matchedCount === 1) return true;
+    const extend = async () => (await this.collection.updateOne({ _id: deviceId, owner }, { $set: { until } })).matchedCount === 1;
+    if (held && (await extend())) return true;
+    if (await insertUnique(this.collection, { _id: deviceId, owner, until })) return true;
+    // Its own lease from before a restart (a replica keeps its REPLICA_ID), unless that was just tried.
+    if (!held && (await extend())) return true;
     // Another owner's lease that ran out (its replica died) no longer counts.
     await this.collection.deleteOne({ _id: deviceId, until: { $lt: now } });
     return insertUnique(this.collection, { _id: deviceId, owner, until });

@@ -1,4 +1,5 @@
 import type { Collection, Document, Filter, FindOptions } from "mongodb";
+import { flatFilter } from "./database";
 
 type Scalar = string | number | boolean;
 const isScalar = (value: unknown): value is Scalar => ["string", "number", "boolean"].includes(typeof value);
@@ -18,7 +19,7 @@ export async function findOneInScope<T extends Document & { _id: string }>(
 ): Promise<T | null> {
   const entries = Object.entries(scope);
   if (!entries.every(([key, value]) => !key.startsWith("$") && !key.includes(".") && isScalar(value))) {
-    return collection.findOne<T>({ $and: [{ _id: id }, scope] } as Filter<T>, options);
+    return collection.findOne<T>(flatFilter({ _id: id } as Filter<T>, scope), options);
   }
   const doc = await collection.findOne<T>({ _id: id } as Filter<T>, options);
   return doc && entries.every(([key, value]) => (doc as Record<string, unknown>)[key] === value) ? doc : null;

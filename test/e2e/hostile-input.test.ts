@@ -139,7 +139,6 @@ describe("hostile input against the gateway process", () => {
         JWT_SECRET,
         DEMO: "0",
         LOG_LEVEL: "debug",
-        SWEEP_INTERVAL_MS: "100",
         RATE_LIMIT_MUTATIONS_PER_MINUTE: String(RATE_LIMIT),
         MAX_QUEUED_PER_DEVICE: String(MAX_QUEUED),
         NODE_ENV: "",

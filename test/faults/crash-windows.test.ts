@@ -45,7 +45,6 @@ describe("gateway killed at each crash window", () => {
         JWT_SECRET: TEST_JWT_SECRET,
         REPLICA_ID: replicaId,
         DEMO: "0",
-        SWEEP_INTERVAL_MS: "100",
       };
       const admin = new GraphQLTestClient(`http://127.0.0.1:${port}`, {
         token: await signToken(TEST_JWT_SECRET, { sub: "admin-user", tenant, roles: ["admin"] }),

@@ -57,7 +57,6 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     HOST: "127.0.0.1",
     JWT_SECRET: TEST_JWT_SECRET,
     DEMO: "0",
-    SWEEP_INTERVAL_MS: "100",
     ...(options.broker === "mosquitto" ? { MQTT_URL: MOSQUITTO_URL } : {}),
     ...options.env,
   };

@@ -9,6 +9,7 @@ const EXPIRES = new Date("2030-01-01T11:00:00.000Z");
 function command(overrides: Partial<Command> = {}): Command {
   return {
     id: "cmd-1",
+    v: 3,
     tenant: "acme",
     site: "s1",
     deviceId: "valve-1",
