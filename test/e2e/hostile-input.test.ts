@@ -7,7 +7,6 @@ import { connectAsync, type MqttClient } from "mqtt";
 import WebSocket from "ws";
 import { signToken, type TokenClaims } from "../../src/auth/jwt";
 import { createSimulatedDevice, DeviceClient } from "../../src/device-sdk";
-import { findFreePort } from "../../src/embedded/free-port";
 import { createTopics } from "../../src/mqtt/topics";
 import { startGatewayProcess, type GatewayProcess } from "../kit/process";
 import { MOSQUITTO_URL, testStoreUri, uniqueName } from "../kit/store";
@@ -126,7 +125,6 @@ describe("hostile input against the gateway process", () => {
     const mongodbUri = await testStoreUri();
     mongo = await MongoClient.connect(mongodbUri);
     db = mongo.db(uniqueName("hostile_"));
-    const port = await findFreePort();
     const mqttUrl = new URL(MOSQUITTO_URL);
     mqttUrl.username = "gateway";
     mqttUrl.password = MQTT_PASSWORD;
@@ -144,7 +142,6 @@ describe("hostile input against the gateway process", () => {
         MAX_QUEUED_PER_DEVICE: String(MAX_QUEUED),
         NODE_ENV: "",
       },
-      port,
     );
     url = gateway.url;
 

@@ -3,7 +3,7 @@ import { signToken, type TokenClaims } from "../../src/auth/jwt";
 import { loadConfig } from "../../src/config";
 import { createSimulatedDevice, DeviceClient, type CommandHandler, type SimulationOptions } from "../../src/device-sdk";
 import { createLogger } from "../../src/logger";
-import { CommandDocument, type CommandStatus } from "../generated/graphql";
+import { CommandDocument, SendCommandDocument, type CommandStatus, type CommandUpdatedSubscription, type SendCommandInput } from "../generated/graphql";
 import { GraphQLTestClient } from "./graphql-client";
 import { MOSQUITTO_URL, testStoreUri, uniqueName } from "./store";
 
@@ -115,4 +115,15 @@ export async function waitForAnyStatus(client: GraphQLTestClient, id: string, st
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/**
+ * A marker for `Subscription.ready()` on `commandUpdated`: each call sends a command (`input`) and
+ * recognises any event of it. A real command: the test must allow for it on the device.
+ */
+export function commandMarker(client: GraphQLTestClient, input: SendCommandInput) {
+  return async () => {
+    const { sendCommand } = await client.data(SendCommandDocument, { input });
+    return (update: CommandUpdatedSubscription) => update.commandUpdated.id === sendCommand.id;
+  };
 }
