@@ -1,62 +1,63 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { CommandDocument, SendCommandDocument } from "../generated/graphql";
-import { findFreePort } from "../../src/embedded/free-port";
 import { GraphQLTestClient } from "../kit/graphql-client";
 import { waitForStatus } from "../kit/gateway";
-import { startGatewayProcess } from "../kit/process";
+import { startGatewayProcess, type GatewayProcess } from "../kit/process";
+import { processesMentioning } from "../kit/process-groups";
 
 /** The embedded default, as `npm start` runs it: no store or broker configured, the demo on. */
-async function startEmbedded(dataDir: string, port: number, mqttPort: number) {
-  const gateway = await startGatewayProcess({ DATA_DIR: dataDir, MQTT_PORT: String(mqttPort), MONGODB_URI: "", MQTT_URL: "", JWT_SECRET: "", DEMO: "1" }, port);
+async function startEmbedded(dataDir: string) {
+  const gateway = await startGatewayProcess({ DATA_DIR: dataDir, MQTT_PORT: "0", MONGODB_URI: "", MQTT_URL: "", JWT_SECRET: "", DEMO: "1" });
   const token = /operator: (\S+)/.exec(gateway.output())?.[1];
   assert.ok(token, "demo tokens are printed");
   return { gateway, operator: new GraphQLTestClient(gateway.url, { token }) };
 }
 
-function ferretdbProcessesFor(dataDir: string): string[] {
-  try {
-    return execFileSync("pgrep", ["-af", "ferretdb"], { encoding: "utf8" })
-      .split("\n")
-      .filter((line) => line.includes(dataDir));
-  } catch {
-    return []; // pgrep exits 1 when nothing matches
-  }
-}
+/** FerretDB processes serving `dataDir`. */
+const ferretdbProcessesFor = (dataDir: string) => processesMentioning(dataDir).filter((line) => line.includes("ferretdb"));
 
 describe("npm start (embedded default)", () => {
   const dataDir = mkdtempSync(join(tmpdir(), "gateway-e2e-"));
   after(() => rmSync(dataDir, { recursive: true, force: true }));
 
   it("serves a demo command from curl to SUCCEEDED, stops cleanly on SIGTERM, and keeps its data across a restart", async () => {
-    const port = await findFreePort();
-    const mqttPort = await findFreePort();
-    const { gateway: first, operator } = await startEmbedded(dataDir, port, mqttPort);
+    const running: GatewayProcess[] = [];
+    try {
+      const { gateway: first, operator } = await startEmbedded(dataDir);
+      running.push(first);
+      assert.notEqual(ferretdbProcessesFor(dataDir).length, 0, "the embedded FerretDB is visible while the gateway runs");
 
-    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
-    assert.equal(health.status, 200);
-    assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
+      const health = await fetch(`${first.url}/healthz`);
+      assert.equal(health.status, 200);
+      assert.equal((await fetch(`${first.url}/readyz`)).status, 200);
 
-    const { sendCommand } = await operator.data(SendCommandDocument, {
-      input: { deviceId: "thermostat-1", type: "thermostat.setTemperature", payload: { celsius: 22 } },
-    });
-    const done = await waitForStatus(operator, sendCommand.id, "SUCCEEDED");
-    assert.deepEqual(done.result, { celsius: 22, setpoint: 22 });
+      const { sendCommand } = await operator.data(SendCommandDocument, {
+        input: { deviceId: "thermostat-1", type: "thermostat.setTemperature", payload: { celsius: 22 } },
+      });
+      const done = await waitForStatus(operator, sendCommand.id, "SUCCEEDED");
+      assert.deepEqual(done.result, { celsius: 22, setpoint: 22 });
 
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    assert.match(metrics, /gateway_command_transitions_total\{status="SUCCEEDED"\} [1-9]/);
+      const metrics = await (await fetch(`${first.url}/metrics`)).text();
+      assert.match(metrics, /gateway_command_transitions_total\{status="SUCCEEDED"\} [1-9]/);
 
-    assert.equal(await first.stop(), 0, first.output());
-    assert.deepEqual(ferretdbProcessesFor(dataDir), [], "no FerretDB left running");
+      assert.equal(await first.stop(), 0, first.output());
+      assert.deepEqual(first.leftBehind(), [], "the gateway stopped everything it started");
+      assert.deepEqual(ferretdbProcessesFor(dataDir), [], "no FerretDB left running");
 
-    const { gateway: second, operator: again } = await startEmbedded(dataDir, port, mqttPort);
-    const { command } = await again.data(CommandDocument, { id: sendCommand.id });
-    assert.equal(command?.status, "SUCCEEDED");
-    assert.equal(await second.stop(), 0, second.output());
-    assert.deepEqual(ferretdbProcessesFor(dataDir), []);
+      const { gateway: second, operator: again } = await startEmbedded(dataDir);
+      running.push(second);
+      const { command } = await again.data(CommandDocument, { id: sendCommand.id });
+      assert.equal(command?.status, "SUCCEEDED");
+      assert.equal(await second.stop(), 0, second.output());
+      assert.deepEqual(second.leftBehind(), []);
+      assert.deepEqual(ferretdbProcessesFor(dataDir), []);
+    } finally {
+      // A failed assertion must not leave a gateway and its FerretDB behind (stop() of a stopped one returns at once).
+      await Promise.all(running.map((gateway) => gateway.stop()));
+    }
   });
 });

@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { SendCommandDocument, type SendCommandMutationVariables } from "../generated/graphql";
 import type { DeviceClient } from "../../src/device-sdk";
 import { GraphQLTestClient } from "../kit/graphql-client";
-import { startTestGateway, TEST_JWT_SECRET, type TestGateway } from "../kit/gateway";
+import { startTestGateway, TEST_JWT_SECRET, waitForStatus, type TestGateway } from "../kit/gateway";
 import { uniqueName } from "../kit/store";
 import { signToken } from "../../src/auth/jwt";
 
@@ -37,10 +37,11 @@ describe("bad input to sendCommand", () => {
     const before = await kit.gateway.repositories.commands.count();
     const received = thermostat.received;
     const result = await run();
-    // Long enough for a wrongly stored command to be dispatched (sweeps run every 100 ms).
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    assert.equal(await kit.gateway.repositories.commands.count(), before, "nothing stored");
-    assert.equal(thermostat.received, received, "nothing published to the device");
+    // Barrier: a legitimate command sent now reaches the device after anything the refused one caused.
+    const { sendCommand: marker } = await operator.data(SendCommandDocument, input());
+    await waitForStatus(operator, marker.id, "SUCCEEDED");
+    assert.equal(await kit.gateway.repositories.commands.count(), before + 1, "nothing stored but the marker");
+    assert.equal(thermostat.received, received + 1, "nothing published to the device but the marker");
     return result;
   }
 

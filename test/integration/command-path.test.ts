@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { CommandDocument, CommandsDocument, CommandUpdatedDocument, SendCommandDocument } from "../generated/graphql";
-import { startTestGateway, waitForStatus, type TestGateway } from "../kit/gateway";
+import { DeliveryLog } from "../kit/deliveries";
+import { commandMarker, startTestGateway, waitForStatus, type TestGateway } from "../kit/gateway";
 import { uniqueName } from "../kit/store";
 
 for (const broker of ["aedes", "mosquitto"] as const) {
@@ -16,7 +17,9 @@ for (const broker of ["aedes", "mosquitto"] as const) {
       const deviceId = uniqueName("th-");
       const device = await kit.device(deviceId, "thermostat");
       const operator = await kit.as("operator");
+      const deliveries = new DeliveryLog().watch(device);
       const updates = await operator.subscribe(CommandUpdatedDocument, { deviceId });
+      await updates.ready(commandMarker(operator, { deviceId, type: "thermostat.setTemperature", payload: { celsius: 20 } }));
 
       const { sendCommand } = await operator.data(SendCommandDocument, {
         input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: 22.5 } },
@@ -44,6 +47,8 @@ for (const broker of ["aedes", "mosquitto"] as const) {
       assert.equal(new Date(command.deadline).getTime(), new Date(command.sentAt).getTime() + 30_000);
       assert.equal(command.device?.id, deviceId);
       assert.equal(device.executions.get(sendCommand.id), 1);
+      // Nothing went wrong on the way, so the gateway published it exactly once.
+      assert.deepEqual(deliveries.of(sendCommand.id).map((d) => d.attempt), [1]);
     });
 
     it("a device failure ends FAILED with the device's error code", async () => {
@@ -51,6 +56,7 @@ for (const broker of ["aedes", "mosquitto"] as const) {
       await kit.device(deviceId, "valve", { failRate: 1 });
       const operator = await kit.as("operator");
       const updates = await operator.subscribe(CommandUpdatedDocument, { deviceId });
+      await updates.ready(commandMarker(operator, { deviceId, type: "valve.open", payload: { seconds: 1 } }));
       const { sendCommand } = await operator.data(SendCommandDocument, { input: { deviceId, type: "valve.open", payload: { seconds: 5 } } });
       const failed = await updates.waitFor((u) => u.commandUpdated.id === sendCommand.id && u.commandUpdated.status === "FAILED");
       assert.equal(failed.commandUpdated.error?.code, "SIMULATED_FAILURE");
@@ -69,8 +75,6 @@ for (const broker of ["aedes", "mosquitto"] as const) {
         });
         sent.push(sendCommand.id);
       }
-      // Nothing can be sent while the device is away: give the dispatcher and sweeper a few rounds.
-      await new Promise((resolve) => setTimeout(resolve, 500));
       const waiting = await operator.data(CommandsDocument, { filter: { deviceId } });
       assert.deepEqual(
         waiting.commands.edges.map((e) => e.node.status),
@@ -80,9 +84,18 @@ for (const broker of ["aedes", "mosquitto"] as const) {
       const order: string[] = [];
       device.on("command", (command) => order.push(command.id));
       const updates = await operator.subscribe(CommandUpdatedDocument, { deviceId });
+      // Markers queue behind the three; each is a QUEUED event at once.
+      await updates.ready(commandMarker(operator, { deviceId, type: "thermostat.setTemperature", payload: { celsius: 21 } }));
+      const online = Date.now();
       await device.start();
       for (const id of sent) await updates.waitFor((u) => u.commandUpdated.id === id && u.commandUpdated.status === "SUCCEEDED");
-      assert.deepEqual(order, sent);
+      assert.deepEqual(order.slice(0, sent.length), sent);
+      // Nothing was sent while the device was away: every SENT is from after it came online.
+      for (const id of sent) {
+        const { command } = await operator.data(CommandDocument, { id });
+        const sentAt = command!.history.find((h) => h.status === "SENT")!.at;
+        assert.ok(new Date(sentAt).getTime() >= online - 5, `${id} SENT at ${sentAt}, before the device came online`);
+      }
       await updates.close();
     });
 

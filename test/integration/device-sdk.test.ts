@@ -7,8 +7,8 @@ import { Aedes } from "aedes";
 import mqtt, { type MqttClient } from "mqtt";
 import { createSimulatedDevice, DeviceClient, type CommandHandler, type DeviceClientOptions } from "../../src/device-sdk";
 import { createTopics } from "../../src/mqtt/topics";
+import { MOSQUITTO_URL } from "../kit/store";
 
-const MOSQUITTO_URL = process.env.MQTT_TEST_URL ?? "mqtt://127.0.0.1:1883";
 const WAIT_MS = 5_000;
 const runId = randomUUID().slice(0, 8);
 

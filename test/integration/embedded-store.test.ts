@@ -12,6 +12,7 @@ import type { Collection } from "mongodb";
 import { ensureStoreBinaries } from "../../src/embedded/ferretdb-binary";
 import { startEmbeddedStore } from "../../src/embedded/ferretdb";
 import { createLogger } from "../../src/logger";
+import { processesMentioning } from "../kit/process-groups";
 
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");
 const linuxOnly = process.platform !== "linux" ? "reads /proc to find leftover processes" : false;
@@ -141,21 +142,6 @@ function readyUri(child: ChildProcess): Promise<string> {
     });
     child.once("exit", (code) => reject(new Error(`child exited with ${String(code)} before the store was ready`)));
   });
-}
-
-/** Live processes whose command line mentions `text` (zombies have an empty one). */
-function processesMentioning(text: string): string[] {
-  const found: string[] = [];
-  for (const pid of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(pid)) continue;
-    try {
-      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
-      if (cmdline.includes(text)) found.push(`${pid}: ${cmdline.slice(0, 200)}`);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return found;
 }
 
 function accepts(port: number): Promise<boolean> {

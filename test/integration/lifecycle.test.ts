@@ -13,6 +13,7 @@ import {
 import type { GraphQLTestClient } from "../kit/graphql-client";
 import { startTestGateway, waitForStatus, type TestGateway } from "../kit/gateway";
 import { MOSQUITTO_URL, uniqueName } from "../kit/store";
+import { waitUntil } from "../kit/wait";
 
 /** Timeouts, expiry, alerts, retry, escalation and cancellation (CONTRACT §4) against Mosquitto. */
 describe("command lifecycle after sending", () => {
@@ -44,6 +45,13 @@ describe("command lifecycle after sending", () => {
     const deviceId = uniqueName("th-");
     await kit.device(deviceId, "thermostat", { dropRate: 1 });
     const alerts = await operator.subscribe(AlertRaisedDocument);
+    // Marker: each command to a device that fails everything raises a FAILED alert at once.
+    const failing = uniqueName("th-fail-");
+    await kit.device(failing, "thermostat", { failRate: 1 });
+    await alerts.ready(async () => {
+      const marker = await send(failing);
+      return (a) => a.alertRaised.commandId === marker.id;
+    });
     const command = await send(deviceId, { timeoutSeconds: 1 });
 
     const timedOut = await waitForStatus(operator, command.id, "TIMED_OUT");
@@ -51,9 +59,12 @@ describe("command lifecycle after sending", () => {
     const raised = await alerts.waitFor((a) => a.alertRaised.commandId === command.id);
     assert.equal(raised.alertRaised.kind, "TIMED_OUT");
     assert.equal(raised.alertRaised.level, 0);
+    // Barrier: a second timeout on the same device, alerted after it, proves later deadline rounds ran; still exactly one alert.
+    const later = await send(deviceId, { timeoutSeconds: 1 });
+    await alerts.waitFor((a) => a.alertRaised.commandId === later.id);
+    await waitUntil("the later alert on the alerts topic", () => alertsOnTopic.some((a) => a.commandId === later.id));
     await alerts.close();
-    // Several sweeps have run since; still exactly one alert.
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.equal(alerts.values.filter((a) => a.alertRaised.commandId === command.id).length, 1);
     assert.equal((await alertsOf(command.id)).length, 1);
     assert.equal(alertsOnTopic.filter((a) => a.commandId === command.id).length, 1);
 
@@ -68,8 +79,9 @@ describe("command lifecycle after sending", () => {
     const succeeded = await waitForStatus(operator, command.id, "SUCCEEDED");
     assert.deepEqual(succeeded.result, { celsius: 20 });
     assert.equal(succeeded.history.at(-1)?.detail, "late reply after timeout");
-    const [alert] = await alertsOf(command.id);
-    assert.ok(alert?.resolvedAt, "the TIMED_OUT alert is resolved");
+    // The alert is resolved after the transition is stored: wait for it.
+    await waitUntil("the TIMED_OUT alert resolved", async () => Boolean((await alertsOf(command.id))[0]?.resolvedAt));
+    assert.equal((await alertsOf(command.id)).length, 1);
   });
 
   it("a command not sent before expiresAt expires with an EXPIRED alert and is never sent", async () => {
@@ -78,13 +90,16 @@ describe("command lifecycle after sending", () => {
     const command = await send(deviceId, { expiresInSeconds: 1 });
     const expired = await waitForStatus(operator, command.id, "EXPIRED");
     assert.equal(expired.sentAt, null);
+    await waitUntil("the EXPIRED alert", async () => (await alertsOf(command.id)).length > 0);
     assert.deepEqual(
       (await alertsOf(command.id)).map((a) => a.kind),
       ["EXPIRED"],
     );
     await device.start();
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    assert.equal(device.received, 0);
+    // Barrier: a command sent now is delivered after anything queued before it.
+    const fresh = await send(deviceId);
+    await waitForStatus(operator, fresh.id, "SUCCEEDED");
+    assert.equal(device.received, 1, "only the fresh command was delivered");
   });
 
   it("a FAILED command raises a FAILED alert; retry sends it again as attempt 2 with the same id", async () => {
@@ -96,6 +111,7 @@ describe("command lifecycle after sending", () => {
     const command = await send(deviceId);
     const failed = await waitForStatus(operator, command.id, "FAILED");
     assert.deepEqual(failed.error, { code: "SENSOR_FAULT", message: "sensor not responding" });
+    await waitUntil("the FAILED alert", async () => (await alertsOf(command.id)).length > 0);
     assert.deepEqual(
       (await alertsOf(command.id)).map((a) => [a.kind, a.resolvedAt]),
       [["FAILED", null]],
@@ -113,7 +129,7 @@ describe("command lifecycle after sending", () => {
       ["QUEUED", "SENT", "DELIVERED", "FAILED", "QUEUED", "SENT", "DELIVERED", "SUCCEEDED"],
     );
     assert.equal(device.executions.get(command.id), 2);
-    assert.ok((await alertsOf(command.id))[0]?.resolvedAt, "success resolves the FAILED alert");
+    await waitUntil("success resolves the FAILED alert", async () => Boolean((await alertsOf(command.id))[0]?.resolvedAt));
 
     assert.equal(await operator.errorCode(RetryCommandDocument, { id: command.id }), "CONFLICT");
   });
@@ -131,7 +147,7 @@ describe("command lifecycle after sending", () => {
     const second = await operator.data(EscalateCommandDocument, { id: command.id });
     assert.equal(second.escalateCommand.escalation?.level, 2);
     assert.equal(second.escalateCommand.status, "FAILED");
-    await waitFor(async () => (await alertsOf(command.id)).filter((a) => a.kind === "ESCALATED").length === 2);
+    await waitUntil("two ESCALATED alerts", async () => (await alertsOf(command.id)).filter((a) => a.kind === "ESCALATED").length === 2);
     const escalated = (await alertsOf(command.id)).filter((a) => a.kind === "ESCALATED").map((a) => a.level);
     assert.deepEqual(escalated.sort(), [1, 2]);
 
@@ -170,11 +186,3 @@ describe("command lifecycle after sending", () => {
     assert.equal(after?.status, "QUEUED");
   });
 });
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

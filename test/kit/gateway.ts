@@ -3,7 +3,7 @@ import { signToken, type TokenClaims } from "../../src/auth/jwt";
 import { loadConfig } from "../../src/config";
 import { createSimulatedDevice, DeviceClient, type CommandHandler, type SimulationOptions } from "../../src/device-sdk";
 import { createLogger } from "../../src/logger";
-import { CommandDocument, type CommandStatus } from "../generated/graphql";
+import { CommandDocument, RetryCommandDocument, SendCommandDocument, type CommandStatus, type CommandUpdatedSubscription, type SendCommandInput } from "../generated/graphql";
 import { GraphQLTestClient } from "./graphql-client";
 import { MOSQUITTO_URL, testStoreUri, uniqueName } from "./store";
 
@@ -114,4 +114,29 @@ export async function waitForAnyStatus(client: GraphQLTestClient, id: string, st
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/**
+ * A marker for `Subscription.ready()` on `commandUpdated`: each call sends a command (`input`) and
+ * recognises any event of it. A real command: the test must allow for it on the device.
+ */
+export function commandMarker(client: GraphQLTestClient, input: SendCommandInput) {
+  return async () => {
+    const { sendCommand } = await client.data(SendCommandDocument, { input });
+    return (update: CommandUpdatedSubscription) => update.commandUpdated.id === sendCommand.id;
+  };
+}
+
+/**
+ * `retryCommand(id)` for a command seen TIMED_OUT. A late final reply may have completed it in
+ * between (CONTRACT §4), which makes the retry a CONFLICT: then the command must be SUCCEEDED.
+ * Resolves with whether the retry was made.
+ */
+export async function retryUnlessCompleted(client: GraphQLTestClient, id: string): Promise<boolean> {
+  const response = await client.request(RetryCommandDocument, { id });
+  if (!response.errors?.length) return true;
+  if (response.errors[0]?.extensions?.code !== "CONFLICT") throw new Error(`retryCommand(${id}) refused: ${JSON.stringify(response.errors)}`);
+  const { command } = await client.data(CommandDocument, { id });
+  if (command?.status !== "SUCCEEDED") throw new Error(`retryCommand(${id}) was a CONFLICT with the command ${command?.status}`);
+  return false;
 }

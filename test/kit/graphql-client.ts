@@ -67,7 +67,11 @@ export class GraphQLTestClient {
     });
   }
 
-  /** Subscribes and collects every event; `waitFor` resolves when one matches. Resolves once the server acknowledged. */
+  /**
+   * Subscribes and collects every event; `waitFor` resolves when one matches. Resolves once the socket
+   * is acknowledged; graphql-ws says nothing when the subscription itself is registered, so a test that
+   * must not miss an event first calls `ready()` with a marker.
+   */
   async subscribe<R, V>(document: TypedDocumentNode<R, V>, variables?: V): Promise<Subscription<R>> {
     const client = this.ws();
     const subscription = new Subscription<R>(client);
@@ -83,8 +87,6 @@ export class GraphQLTestClient {
         complete: () => undefined,
       },
     );
-    // The subscribe message is sent right away; a short round trip makes sure the server has registered it.
-    await new Promise((resolve) => setTimeout(resolve, 150));
     return subscription;
   }
 }
@@ -109,6 +111,24 @@ export class Subscription<R> {
 
   fail(error: unknown): void {
     this.errors.push(error);
+  }
+
+  /**
+   * The barrier for "the server has registered this subscription": `trigger` causes a harmless event
+   * that passes the subscription's filter and returns how to recognise it; resolves once one such
+   * event arrived. An event published before the registration is lost, so the marker is repeated.
+   */
+  async ready(trigger: () => Promise<(value: R) => boolean>, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (let wait = 200; ; wait = Math.min(wait * 2, 2_000)) {
+      const marker = await trigger();
+      const arrived = await this.waitFor(marker, wait).then(
+        () => true,
+        () => false,
+      );
+      if (arrived) return;
+      if (Date.now() > deadline) throw new Error(`the subscription received none of its markers in ${timeoutMs} ms`);
+    }
   }
 
   waitFor(match: (value: R) => boolean, timeoutMs = 10_000): Promise<R> {

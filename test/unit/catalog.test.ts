@@ -19,6 +19,7 @@ function assertBadInput(fn: () => unknown, details: Record<string, unknown>): vo
 const refusedAt = (type: string, payload: unknown, pointer: string) => assertBadInput(() => catalog.validatePayload(type, payload), { field: "payload", pointer });
 
 describe("catalog: the contract's command types", () => {
+  it("the payload limit is the documented 16 KiB", () => assert.equal(MAX_PAYLOAD_BYTES, 16 * 1024));
   it("lists exactly the four built-in types with their models", () => {
     const models = Object.fromEntries(catalog.list().map((d) => [d.name, [...d.models].sort()]));
     assert.deepEqual(models, {

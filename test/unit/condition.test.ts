@@ -18,6 +18,9 @@ function refusal(when: unknown): { field?: unknown; pointer?: unknown; message: 
 const matches = (when: unknown, telemetry: Record<string, unknown>) => compileCondition(when)(telemetry);
 
 describe("rule conditions: the allow-list", () => {
+  it("the limits are the documented ones (README, CONTRACT)", () => {
+    assert.deepEqual({ ...CONDITION_LIMITS }, { maxBytes: 4096, maxDepth: 8, maxArrayLength: 100, maxRegexLength: 200, maxFieldLength: 200 });
+  });
   it("accepts every allowed operator", () => {
     const accepted: unknown[] = [
       {},

@@ -9,6 +9,9 @@ const FULL_COMMAND = `id deviceId type payload status source issuedBy idempotenc
   sentAt deliveredAt completedAt result error { code message } escalation { level at by note } history { status at actor detail } device { id site model }`;
 
 describe("query limits (graphql-ws and Apollo use the same rules)", () => {
+  it("the limits are the documented ones (README, CONTRACT)", () => {
+    assert.deepEqual({ ...QUERY_LIMITS }, { maxDepth: 10, maxAliases: 15, maxCost: 20_000, maxTokens: 5_000 });
+  });
   let schema: GraphQLSchema;
   before(async () => {
     schema = await buildGatewaySchema({ pubSub: createGatewayPubSub() });
