@@ -1,6 +1,10 @@
 import "reflect-metadata";
 import { randomBytes } from "node:crypto";
+import { alertMessage } from "./alerts/alert";
 import { AlertService } from "./alerts/alert-service";
+import { AlertWebhookService } from "./alerts/webhooks/alert-webhook-service";
+import { AlertDeliveryWorker } from "./alerts/webhooks/delivery-worker";
+import { WebhookUrlGuard } from "./alerts/webhooks/url-guard";
 import { ApiKeyService } from "./apikeys/api-key-service";
 import { Authenticator } from "./auth/authenticator";
 import { JwtVerifier, type JwtSettings } from "./auth/jwt";
@@ -29,13 +33,16 @@ import { MqttConnection } from "./mqtt/connection";
 import { createTopics } from "./mqtt/topics";
 import { Metrics } from "./observability/metrics";
 import { startHttpServer, WS_FORBIDDEN } from "./server/http-server";
+import { AlertDeliveryRepository } from "./store/alert-delivery-repository";
 import { AlertRepository } from "./store/alert-repository";
+import { AlertWebhookRepository } from "./store/alert-webhook-repository";
 import { ApiKeyRepository } from "./store/api-key-repository";
 import { CommandRepository } from "./store/command-repository";
 import { connectDatabase } from "./store/database";
 import { DeviceRepository } from "./store/device-repository";
 import { DispatchLeaseRepository } from "./store/dispatch-lease-repository";
 import { AlertResolver } from "../resolvers/alerts/alert.resolver";
+import { AlertWebhookResolver } from "../resolvers/alerts/alert-webhook.resolver";
 import { ApiKeyResolver } from "../resolvers/apikeys/api-key.resolver";
 import { CommandTypeResolver } from "../resolvers/catalog/command-type.resolver";
 import { CommandResolver } from "../resolvers/commands/command.resolver";
@@ -60,6 +67,7 @@ export interface Gateway {
     alerts: AlertRepository;
     apiKeys: ApiKeyRepository;
     rules: RuleRepository;
+    alertDeliveries: AlertDeliveryRepository;
   };
   stop(): Promise<void>;
 }
@@ -97,7 +105,11 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const alertRepository = new AlertRepository(database.db);
     const apiKeyRepository = new ApiKeyRepository(database.db);
     const ruleRepository = new RuleRepository(database.db);
+    const webhookRepository = new AlertWebhookRepository(database.db);
+    const deliveryRepository = new AlertDeliveryRepository(database.db);
     await Promise.all([
+      webhookRepository.ensureIndexes(),
+      deliveryRepository.ensureIndexes(),
       commandRepository.ensureIndexes(),
       deviceRepository.ensureIndexes(),
       alertRepository.ensureIndexes(),
@@ -132,14 +144,20 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const lifecycle = new CommandLifecycle(commandRepository, clock, metrics);
     lifecycle.onTransition((command) => pubSub.publish(Topic.CommandUpdated, toCommandUpdate(command)));
     const perDevice = new KeyedSerial();
+    const webhookUrlGuard = new WebhookUrlGuard(config.alertWebhookAllowHosts);
+    const retryPolicy = { firstRetryMs: config.alertWebhookFirstRetryMs, retryWindowMs: config.alertWebhookRetryWindowMs };
+    const deliveries = new AlertDeliveryWorker(deliveryRepository, webhookRepository, alertRepository, webhookUrlGuard, clock, config.replicaId, retryPolicy, metrics, log.child({ component: "webhooks" }));
+    deliveries.start();
+    stack.push(() => deliveries.stop());
     const alertService = new AlertService(
       alertRepository,
       commandRepository,
       perDevice,
       async (alert) => {
         pubSub.publish(Topic.AlertRaised, alert);
-        await mqtt.publish(topics.alerts(), JSON.stringify(alert), { qos: 1 });
+        await mqtt.publish(topics.alerts(), alertMessage(alert), { qos: 1 });
       },
+      deliveries.deriveFor,
       clock,
       log.child({ component: "alerts" }),
     );
@@ -222,6 +240,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         new DeviceResolver(deviceService),
         new CommandTypeResolver(catalog),
         new AlertResolver(alertService),
+        new AlertWebhookResolver(new AlertWebhookService(webhookRepository, deliveryRepository, webhookUrlGuard, clock)),
         new ApiKeyResolver(apiKeyService),
         new RuleResolver(ruleService),
       ],
@@ -262,6 +281,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         alerts: alertRepository,
         apiKeys: apiKeyRepository,
         rules: ruleRepository,
+        alertDeliveries: deliveryRepository,
       },
       stop,
     };

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { normalizeHost } from "./alerts/webhooks/url-guard";
 
 /** Start-up configuration, parsed once from the environment (CONTRACT §1). */
 export interface Config {
@@ -33,6 +34,12 @@ export interface Config {
   rateLimitMutationsPerMinute: number;
   /** QUEUED commands one device may have; a send beyond it is RATE_LIMITED. */
   maxQueuedPerDevice: number;
+  /** Hosts (normalized: lower case, no brackets) alert webhooks may reach although they resolve to non-public addresses. */
+  alertWebhookAllowHosts: ReadonlySet<string>;
+  /** Back-off after a delivery's first failed attempt; it doubles with each further one. */
+  alertWebhookFirstRetryMs: number;
+  /** How long a delivery is retried before it is marked failed. */
+  alertWebhookRetryWindowMs: number;
 }
 
 export class ConfigError extends Error {
@@ -88,6 +95,13 @@ const schema = z
     GRAPHQL_INTROSPECTION: z.enum(["0", "1", "false", "true"], { error: "must be 0 or 1" }).optional(),
     RATE_LIMIT_MUTATIONS_PER_MINUTE: positiveInt(600, 1_000_000),
     MAX_QUEUED_PER_DEVICE: positiveInt(1000, 1_000_000),
+    ALERT_WEBHOOK_ALLOW_HOSTS: z
+      .string()
+      .transform((value) => value.split(",").map((host) => normalizeHost(host.trim())).filter(Boolean))
+      .refine((hosts) => hosts.every((host) => /^[a-z0-9._:-]+$/.test(host)), "must be a comma-separated list of host names or IP addresses")
+      .optional(),
+    ALERT_WEBHOOK_FIRST_RETRY_MS: z.coerce.number({ error: "must be a number" }).int().min(10, "must be at least 10").max(3_600_000, "must be at most 3600000").default(10_000),
+    ALERT_WEBHOOK_RETRY_WINDOW_S: positiveInt(86_400, 7 * 86_400),
   })
   .superRefine((env, ctx) => {
     if (env.JWT_SECRET && env.JWT_JWKS_URL) ctx.addIssue({ code: "custom", path: ["JWT_JWKS_URL"], message: "set either JWT_SECRET or JWT_JWKS_URL, not both" });
@@ -130,5 +144,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     introspection: e.GRAPHQL_INTROSPECTION === undefined ? e.NODE_ENV !== "production" : e.GRAPHQL_INTROSPECTION === "1" || e.GRAPHQL_INTROSPECTION === "true",
     rateLimitMutationsPerMinute: e.RATE_LIMIT_MUTATIONS_PER_MINUTE,
     maxQueuedPerDevice: e.MAX_QUEUED_PER_DEVICE,
+    alertWebhookAllowHosts: new Set(e.ALERT_WEBHOOK_ALLOW_HOSTS ?? []),
+    alertWebhookFirstRetryMs: e.ALERT_WEBHOOK_FIRST_RETRY_MS,
+    alertWebhookRetryWindowMs: e.ALERT_WEBHOOK_RETRY_WINDOW_S * 1000,
   };
 }

@@ -1,6 +1,7 @@
 import { abilityOf, accessibleFilter } from "../authz/ability";
 import type { Principal } from "../authz/principal";
 import type { Clock } from "../clock";
+import { faultPoint } from "../common/fault-points";
 import type { KeyedSerial } from "../common/keyed-serial";
 import type { Command, PendingAlert } from "../commands/command";
 import type { CommandChange } from "../commands/lifecycle";
@@ -12,6 +13,8 @@ import type { Alert } from "./alert";
 
 /** Where a new alert goes besides the store: subscriptions and the `{p}/alerts` topic. */
 export type AlertPublisher = (alert: Alert) => Promise<void>;
+/** What is derived from a stored alert before its command's mark is cleared (webhook deliveries); must be idempotent. */
+export type AlertFollowUp = (alert: Alert) => Promise<void>;
 
 /**
  * Raises alerts for commands that need a person (TIMED_OUT, FAILED, EXPIRED, ESCALATED) and resolves
@@ -25,6 +28,7 @@ export class AlertService {
     private readonly commands: CommandRepository,
     private readonly perDevice: KeyedSerial,
     private readonly publish: AlertPublisher,
+    private readonly followUp: AlertFollowUp,
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {}
@@ -46,7 +50,7 @@ export class AlertService {
     if (command.pendingAlert) await this.raisePending(command);
   }
 
-  /** Writes the alert a command is waiting for, publishes it if it is new, and clears the mark. */
+  /** Writes the alert a command is waiting for, publishes it if it is new, derives its follow-ups, and clears the mark. */
   async raisePending(command: Command): Promise<void> {
     const pending = command.pendingAlert;
     if (!pending) return;
@@ -61,7 +65,11 @@ export class AlertService {
       raisedAt: this.clock.now(),
       message: messageFor(command, pending),
     };
-    if (await this.alerts.insert(alert)) await this.publish(alert);
+    const isNew = await this.alerts.insert(alert);
+    faultPoint("after-alert");
+    if (isNew) await this.publish(alert);
+    // Until the mark is cleared a crash repeats all this; the follow-up then sees the stored alert.
+    await this.followUp(isNew ? alert : ((await this.alerts.findById(alert.id)) ?? alert));
     await this.perDevice.run(command.deviceId, () =>
       this.commands.update(command.id, { "pendingAlert.kind": pending.kind, "pendingAlert.level": pending.level }, { $unset: { pendingAlert: "" } }),
     );

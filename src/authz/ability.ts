@@ -3,7 +3,7 @@ import { rulesToCondition } from "@casl/ability/extra";
 import type { Principal } from "./principal";
 
 export type Action = "manage" | "read" | "send" | "retry" | "escalate" | "cancel" | "create" | "update" | "delete";
-export type SubjectType = "Command" | "Device" | "Alert" | "AutomationRule" | "ApiKey";
+export type SubjectType = "Command" | "Device" | "Alert" | "AutomationRule" | "ApiKey" | "AlertWebhook";
 /** The attributes policies are written over; every subject carries its tenant. */
 export interface SubjectFields {
   tenant: string;
@@ -32,7 +32,7 @@ export function defineAbilityFor(principal: Principal): AppAbility {
       const scope: Conditions = principal.sites ? { tenant, site: { $in: principal.sites } } : { tenant };
       for (const role of principal.roles) {
         if (role === "admin") {
-          can("manage", ["Command", "Device", "Alert", "AutomationRule", "ApiKey"], { tenant });
+          can("manage", ["Command", "Device", "Alert", "AutomationRule", "ApiKey", "AlertWebhook"], { tenant });
         } else if (role === "operator") {
           can(OPERATOR_COMMAND_ACTIONS, "Command", scope);
           can("read", ["Device", "Alert"], scope);

@@ -1,14 +1,12 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { MongoClient } from "mongodb";
-import { signToken } from "../../src/auth/jwt";
 import { createSimulatedDevice, DeviceClient, MemoryExecutionStore } from "../../src/device-sdk";
-import { findFreePort } from "../../src/embedded/free-port";
 import type { FaultPoint } from "../../src/common/fault-points";
 import { CommandsDocument, RegisterDeviceDocument, SendCommandDocument } from "../generated/graphql";
-import { TEST_JWT_SECRET, waitForStatus } from "../kit/gateway";
-import { GraphQLTestClient } from "../kit/graphql-client";
+import { waitForStatus } from "../kit/gateway";
 import { dropBrokerSession, startGatewayProcess } from "../kit/process";
+import { processGatewaySetup } from "../kit/process-setup";
 import { MOSQUITTO_URL, testStoreUri, uniqueName } from "../kit/store";
 
 /**
@@ -32,24 +30,7 @@ describe("gateway killed at each crash window", () => {
 
   for (const { point, drop, expect } of cases) {
     it(`${point}: restarted, the command ends ${expect}, executed ${expect === "SUCCEEDED" ? "once" : "never"}`, async () => {
-      const database = uniqueName("fault_");
-      const prefix = uniqueName("f");
-      const replicaId = uniqueName("r");
-      const tenant = uniqueName("tenant-");
-      const port = await findFreePort();
-      const env = {
-        MONGODB_URI: storeUri,
-        MONGODB_DB: database,
-        MQTT_URL: MOSQUITTO_URL,
-        MQTT_TOPIC_PREFIX: prefix,
-        JWT_SECRET: TEST_JWT_SECRET,
-        REPLICA_ID: replicaId,
-        DEMO: "0",
-        SWEEP_INTERVAL_MS: "100",
-      };
-      const admin = new GraphQLTestClient(`http://127.0.0.1:${port}`, {
-        token: await signToken(TEST_JWT_SECRET, { sub: "admin-user", tenant, roles: ["admin"] }),
-      });
+      const { database, prefix, replicaId, port, env, admin } = await processGatewaySetup();
       const deviceId = uniqueName("th-");
       // The device remembers what it executed across everything that happens to the gateway.
       const device: DeviceClient = createSimulatedDevice({

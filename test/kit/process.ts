@@ -13,6 +13,8 @@ export interface GatewayProcess {
   exited: Promise<number | string>;
   /** SIGTERM, then the exit code. */
   stop(): Promise<number | string>;
+  /** SIGKILL to the whole process group (for `finally`: whatever else the gateway started dies too). */
+  kill(): void;
 }
 
 /**
@@ -23,13 +25,18 @@ export async function startGatewayProcess(env: Record<string, string>, port: num
   const child = spawn(process.execPath, [MAIN], {
     env: { ...process.env, LOG_LEVEL: "info", PORT: String(port), HOST: "127.0.0.1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
+    // Its own process group, so that kill() reaches everything it started.
+    detached: true,
   });
   let output = "";
   child.stdout!.on("data", (chunk) => (output += chunk));
   child.stderr!.on("data", (chunk) => (output += chunk));
   const exited = new Promise<number | string>((resolveExit) => child.once("exit", (code, signal) => resolveExit(code ?? signal ?? -1)));
   await new Promise<void>((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway not ready within 60 s:\n${output}`)), 60_000);
+    const timer = setTimeout(() => {
+      killGroup(child);
+      reject(new Error(`gateway not ready within 60 s:\n${output}`));
+    }, 60_000);
     const check = () => {
       if (!output.includes('"msg":"gateway ready"')) return;
       clearTimeout(timer);
@@ -51,7 +58,16 @@ export async function startGatewayProcess(env: Record<string, string>, port: num
       child.kill("SIGTERM");
       return exited;
     },
+    kill: () => killGroup(child),
   };
+}
+
+function killGroup(child: ChildProcess): void {
+  try {
+    process.kill(-child.pid!, "SIGKILL");
+  } catch {
+    // the group is gone already
+  }
 }
 
 /** Ends a persistent broker session left by a gateway started with a stable REPLICA_ID. */
