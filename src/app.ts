@@ -145,8 +145,12 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     lifecycle.onTransition((command) => pubSub.publish(Topic.CommandUpdated, toCommandUpdate(command)));
     const perDevice = new KeyedSerial();
     const webhookUrlGuard = new WebhookUrlGuard(config.alertWebhookAllowHosts);
-    const retryPolicy = { firstRetryMs: config.alertWebhookFirstRetryMs, retryWindowMs: config.alertWebhookRetryWindowMs };
-    const deliveries = new AlertDeliveryWorker(deliveryRepository, webhookRepository, alertRepository, webhookUrlGuard, clock, config.replicaId, retryPolicy, metrics, log.child({ component: "webhooks" }));
+    const deliverySettings = {
+      firstRetryMs: config.alertWebhookFirstRetryMs,
+      retryWindowMs: config.alertWebhookRetryWindowMs,
+      timeoutMs: config.alertWebhookTimeoutMs,
+    };
+    const deliveries = new AlertDeliveryWorker(deliveryRepository, webhookRepository, alertRepository, webhookUrlGuard, clock, config.replicaId, deliverySettings, metrics, log.child({ component: "webhooks" }));
     deliveries.start();
     stack.push(() => deliveries.stop());
     const alertService = new AlertService(

@@ -40,6 +40,8 @@ export interface Config {
   alertWebhookFirstRetryMs: number;
   /** How long a delivery is retried before it is marked failed. */
   alertWebhookRetryWindowMs: number;
+  /** How long one delivery attempt may take, answer included. */
+  alertWebhookTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -102,6 +104,7 @@ const schema = z
       .optional(),
     ALERT_WEBHOOK_FIRST_RETRY_MS: z.coerce.number({ error: "must be a number" }).int().min(10, "must be at least 10").max(3_600_000, "must be at most 3600000").default(10_000),
     ALERT_WEBHOOK_RETRY_WINDOW_S: positiveInt(86_400, 7 * 86_400),
+    ALERT_WEBHOOK_TIMEOUT_MS: z.coerce.number({ error: "must be a number" }).int().min(100, "must be at least 100").max(60_000, "must be at most 60000").default(5_000),
   })
   .superRefine((env, ctx) => {
     if (env.JWT_SECRET && env.JWT_JWKS_URL) ctx.addIssue({ code: "custom", path: ["JWT_JWKS_URL"], message: "set either JWT_SECRET or JWT_JWKS_URL, not both" });
@@ -147,5 +150,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     alertWebhookAllowHosts: new Set(e.ALERT_WEBHOOK_ALLOW_HOSTS ?? []),
     alertWebhookFirstRetryMs: e.ALERT_WEBHOOK_FIRST_RETRY_MS,
     alertWebhookRetryWindowMs: e.ALERT_WEBHOOK_RETRY_WINDOW_S * 1000,
+    alertWebhookTimeoutMs: e.ALERT_WEBHOOK_TIMEOUT_MS,
   };
 }

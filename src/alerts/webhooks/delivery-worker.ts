@@ -13,10 +13,9 @@ import { signatureHeader } from "./signature";
 import { RefusedWebhookUrl, type WebhookUrlGuard } from "./url-guard";
 import { postOnce, type PostResult } from "./webhook-post";
 
-const ATTEMPT_TIMEOUT_MS = 5_000;
 const MAX_RESPONSE_BYTES = 64 * 1024;
-/** How long a claimed attempt holds its delivery: far beyond the attempt's timeout, so only a dead replica's lease runs out. */
-const ATTEMPT_LEASE_MS = 30_000;
+/** How long a claimed attempt holds its delivery beyond the attempt's timeout, so that only a dead replica's lease runs out. */
+const LEASE_MARGIN_MS = 25_000;
 /** Claims of dead replicas skipped at most in one go (each is one attempt that may or may not have been made). */
 const MAX_ABANDONED_CLAIMS = 10;
 /** The rare scan for deliveries no replica holds in memory (their holder died); everything else is timed from memory. */
@@ -32,8 +31,14 @@ const LIMITS = { perKey: 2, total: 32, capacity: 10_000 };
  * attempt by a unique insert so that any number of replicas make it once, and posts it with bounded
  * concurrency per webhook. Nothing here runs on the command path: it only writes deliveries there.
  */
+export interface DeliverySettings extends RetryPolicy {
+  /** One attempt, answer included (5 s by default). */
+  timeoutMs: number;
+}
+
 export class AlertDeliveryWorker {
   private readonly queue: DueQueue;
+  private readonly leaseMs: number;
   private safetyNet?: NodeJS.Timeout;
   private recovering?: Promise<void>;
 
@@ -44,10 +49,11 @@ export class AlertDeliveryWorker {
     private readonly guard: WebhookUrlGuard,
     private readonly clock: Clock,
     private readonly replicaId: string,
-    private readonly retry: RetryPolicy,
+    private readonly settings: DeliverySettings,
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {
+    this.leaseMs = settings.timeoutMs + LEASE_MARGIN_MS;
     this.queue = new DueQueue(
       (id) => this.attempt(id),
       LIMITS,
@@ -102,7 +108,7 @@ export class AlertDeliveryWorker {
    * writes), then every PENDING delivery into the schedule, at its due time.
    */
   private async recover(): Promise<void> {
-    const recent = await this.alerts.findRaisedSince(new Date(this.clock.now().getTime() - this.retry.retryWindowMs), BATCH);
+    const recent = await this.alerts.findRaisedSince(new Date(this.clock.now().getTime() - this.settings.retryWindowMs), BATCH);
     const existing = await this.deliveries.idsForAlerts(recent.map((alert) => alert.id));
     const webhooksOf = new Map<string, AlertWebhook[]>();
     for (const alert of recent) {
@@ -137,7 +143,7 @@ export class AlertDeliveryWorker {
     // Read again: a delivery that ended between the first read and the claim is left alone.
     const current = await this.deliveries.findById(id);
     if (!current || current.status !== "PENDING") return null;
-    await this.deliveries.update(id, { attempts: attempt, lastAttemptAt: now, nextAttemptAt: new Date(now.getTime() + ATTEMPT_LEASE_MS) });
+    await this.deliveries.update(id, { attempts: attempt, lastAttemptAt: now, nextAttemptAt: new Date(now.getTime() + this.leaseMs) });
     const webhook = await this.webhooks.findById(delivery.webhookId);
     if (!webhook) return null; // deleted: its deliveries went with it
 
@@ -152,7 +158,7 @@ export class AlertDeliveryWorker {
       if (webhook.failing) await this.refreshFailing();
       return null;
     }
-    const retryAt = nextAttemptAt(this.retry, attempt, delivery.createdAt, done);
+    const retryAt = nextAttemptAt(this.settings, attempt, delivery.createdAt, done);
     if (retryAt) {
       await this.deliveries.update(id, { nextAttemptAt: retryAt, lastError: result.detail });
       return retryAt;
@@ -175,9 +181,9 @@ export class AlertDeliveryWorker {
     for (let attempt = delivery.attempts + 1; attempt <= delivery.attempts + MAX_ABANDONED_CLAIMS; attempt++) {
       if (await this.deliveries.claimAttempt(delivery.id, delivery.webhookId, attempt, this.replicaId, now)) return attempt;
       const claimedAt = await this.deliveries.claimedAt(delivery.id, attempt);
-      if (claimedAt && claimedAt.getTime() + ATTEMPT_LEASE_MS > now.getTime()) return new Date(claimedAt.getTime() + ATTEMPT_LEASE_MS);
+      if (claimedAt && claimedAt.getTime() + this.leaseMs > now.getTime()) return new Date(claimedAt.getTime() + this.leaseMs);
     }
-    return new Date(now.getTime() + ATTEMPT_LEASE_MS);
+    return new Date(now.getTime() + this.leaseMs);
   }
 
   /** The URL is checked again (DNS may have changed) and the connection goes to the addresses checked. */
@@ -196,6 +202,6 @@ export class AlertDeliveryWorker {
       "x-alert-delivery": delivery.id,
       "x-alert-signature": signatureHeader(webhook.secret, delivery.body, Math.floor(this.clock.now().getTime() / 1000)),
     };
-    return postOnce(url, addresses, headers, delivery.body, { timeoutMs: ATTEMPT_TIMEOUT_MS, maxResponseBytes: MAX_RESPONSE_BYTES });
+    return postOnce(url, addresses, headers, delivery.body, { timeoutMs: this.settings.timeoutMs, maxResponseBytes: MAX_RESPONSE_BYTES });
   }
 }
