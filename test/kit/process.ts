@@ -28,6 +28,8 @@ export async function startGatewayProcess(env: Record<string, string>, port: num
     // Its own process group, so that kill() reaches everything it started.
     detached: true,
   });
+  running.add(child);
+  child.once("exit", () => running.delete(child));
   let output = "";
   child.stdout!.on("data", (chunk) => (output += chunk));
   child.stderr!.on("data", (chunk) => (output += chunk));
@@ -61,6 +63,12 @@ export async function startGatewayProcess(env: Record<string, string>, port: num
     kill: () => killGroup(child),
   };
 }
+
+/** Gateways still running when the test process exits (a file that timed out, an assertion before `finally`) die with it. */
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) killGroup(child);
+});
 
 function killGroup(child: ChildProcess): void {
   try {
