@@ -4,6 +4,7 @@ import { DateTimeResolver } from "graphql-scalars";
 import { buildSchema, type ContainerType, type MiddlewareFn } from "type-graphql";
 import type { GatewayPubSub } from "../src/events/pubsub";
 import { AlertResolver } from "./alerts/alert.resolver";
+import { AlertWebhookResolver } from "./alerts/alert-webhook.resolver";
 import { ApiKeyResolver } from "./apikeys/api-key.resolver";
 import { CommandTypeResolver } from "./catalog/command-type.resolver";
 import { CommandResolver } from "./commands/command.resolver";
@@ -13,7 +14,7 @@ import { mapGatewayErrors } from "./error-mapping";
 import { PayloadLimitResolver } from "./payload-limits/payload-limit.resolver";
 import { RuleResolver } from "./rules/rule.resolver";
 
-export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver, AlertResolver, ApiKeyResolver, RuleResolver, PayloadLimitResolver] as const;
+export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver, AlertResolver, AlertWebhookResolver, ApiKeyResolver, RuleResolver, PayloadLimitResolver] as const;
 
 /** Resolver instances, built with their services in the composition root. */
 export type ResolverInstances = Array<InstanceType<(typeof RESOLVERS)[number]>>;

@@ -1,6 +1,10 @@
 import "reflect-metadata";
 import { randomBytes } from "node:crypto";
+import { alertMessage } from "./alerts/alert";
 import { AlertService } from "./alerts/alert-service";
+import { AlertWebhookService } from "./alerts/webhooks/alert-webhook-service";
+import { AlertDeliveryWorker } from "./alerts/webhooks/delivery-worker";
+import { WebhookUrlGuard } from "./alerts/webhooks/url-guard";
 import { ApiKeyService } from "./apikeys/api-key-service";
 import { Authenticator } from "./auth/authenticator";
 import { JwtVerifier, type JwtSettings } from "./auth/jwt";
@@ -33,7 +37,9 @@ import { LimitValidators } from "./payload-limits/limit-schema";
 import { PayloadLimitService } from "./payload-limits/payload-limit-service";
 import { PayloadLimits } from "./payload-limits/payload-limits";
 import { startHttpServer, WS_FORBIDDEN } from "./server/http-server";
+import { AlertDeliveryRepository } from "./store/alert-delivery-repository";
 import { AlertRepository } from "./store/alert-repository";
+import { AlertWebhookRepository } from "./store/alert-webhook-repository";
 import { ApiKeyRepository } from "./store/api-key-repository";
 import { CommandRepository } from "./store/command-repository";
 import { connectDatabase } from "./store/database";
@@ -46,6 +52,7 @@ import type { Command } from "./commands/command";
 import { DeviceDirectory } from "./devices/device-directory";
 import { Retention } from "./retention/retention";
 import { AlertResolver } from "../resolvers/alerts/alert.resolver";
+import { AlertWebhookResolver } from "../resolvers/alerts/alert-webhook.resolver";
 import { ApiKeyResolver } from "../resolvers/apikeys/api-key.resolver";
 import { CommandTypeResolver } from "../resolvers/catalog/command-type.resolver";
 import { CommandResolver } from "../resolvers/commands/command.resolver";
@@ -84,6 +91,7 @@ export interface Gateway {
     apiKeys: ApiKeyRepository;
     rules: RuleRepository;
     payloadLimits: PayloadLimitRepository;
+    alertDeliveries: AlertDeliveryRepository;
   };
   stop(): Promise<void>;
 }
@@ -138,7 +146,11 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const apiKeyRepository = new ApiKeyRepository(database.db);
     const ruleRepository = new RuleRepository(database.db);
     const payloadLimitRepository = new PayloadLimitRepository(database.db);
+    const webhookRepository = new AlertWebhookRepository(database.db);
+    const deliveryRepository = new AlertDeliveryRepository(database.db);
     await Promise.all([
+      webhookRepository.ensureIndexes(),
+      deliveryRepository.ensureIndexes(),
       new CommandRepository(database.db).ensureIndexes(),
       deviceRepository.ensureIndexes(),
       alertRepository.ensureIndexes(),
@@ -193,13 +205,23 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     onBus(pubSub.subscribe(Topic.CommandUpdated), (command) => activeCommands.observe(command as Command));
     onBus(pubSub.subscribe(Topic.DeviceRegistered), (device) => deviceDirectory.registered(device));
     const perDevice = new KeyedSerial();
+    const webhookUrlGuard = new WebhookUrlGuard(config.alertWebhookAllowHosts);
+    const deliverySettings = {
+      firstRetryMs: config.alertWebhookFirstRetryMs,
+      retryWindowMs: config.alertWebhookRetryWindowMs,
+      timeoutMs: config.alertWebhookTimeoutMs,
+    };
+    const deliveries = new AlertDeliveryWorker(deliveryRepository, webhookRepository, alertRepository, webhookUrlGuard, clock, config.replicaId, deliverySettings, metrics, log.child({ component: "webhooks" }));
+    deliveries.start();
+    stack.push(() => deliveries.stop());
     const alertService = new AlertService(
       alertRepository,
       lifecycle,
       async (alert) => {
         pubSub.publish(Topic.AlertRaised, alert);
-        await mqtt.publish(topics.alerts(), JSON.stringify(alert), { qos: 1 });
+        await mqtt.publish(topics.alerts(), alertMessage(alert), { qos: 1 });
       },
+      deliveries.deriveFor,
       clock,
       log.child({ component: "alerts" }),
     );
@@ -322,6 +344,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         new DeviceResolver(deviceService, deviceState),
         new CommandTypeResolver(catalog, payloadLimits),
         new AlertResolver(alertService),
+        new AlertWebhookResolver(new AlertWebhookService(webhookRepository, deliveryRepository, webhookUrlGuard, clock)),
         new ApiKeyResolver(apiKeyService),
         new RuleResolver(ruleService),
         new PayloadLimitResolver(payloadLimitService),
@@ -368,6 +391,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         apiKeys: apiKeyRepository,
         rules: ruleRepository,
         payloadLimits: payloadLimitRepository,
+        alertDeliveries: deliveryRepository,
       },
       stop,
     };

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { normalizeHost } from "./alerts/webhooks/url-guard";
 
 /** Start-up configuration, parsed once from the environment (CONTRACT §1). */
 export interface Config {
@@ -33,6 +34,14 @@ export interface Config {
   maxQueuedPerDevice: number;
   /** Days a final command (and its resolved alerts) is kept; 0 keeps everything. */
   retentionDays: number;
+  /** Hosts (normalized: lower case, no brackets) alert webhooks may reach although they resolve to non-public addresses. */
+  alertWebhookAllowHosts: ReadonlySet<string>;
+  /** Back-off after a delivery's first failed attempt; it doubles with each further one. */
+  alertWebhookFirstRetryMs: number;
+  /** How long a delivery is retried before it is marked failed. */
+  alertWebhookRetryWindowMs: number;
+  /** How long one delivery attempt may take, answer included. */
+  alertWebhookTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -88,6 +97,14 @@ const schema = z
     RATE_LIMIT_MUTATIONS_PER_MINUTE: positiveInt(600, 1_000_000),
     MAX_QUEUED_PER_DEVICE: positiveInt(1000, 1_000_000),
     RETENTION_DAYS: z.coerce.number({ error: "must be a number" }).int("must be an integer").min(0, "must be 0 or more").max(36_500, "must be at most 36500").default(30),
+    ALERT_WEBHOOK_ALLOW_HOSTS: z
+      .string()
+      .transform((value) => value.split(",").map((host) => normalizeHost(host.trim())).filter(Boolean))
+      .refine((hosts) => hosts.every((host) => /^[a-z0-9._:-]+$/.test(host)), "must be a comma-separated list of host names or IP addresses")
+      .optional(),
+    ALERT_WEBHOOK_FIRST_RETRY_MS: z.coerce.number({ error: "must be a number" }).int().min(10, "must be at least 10").max(3_600_000, "must be at most 3600000").default(10_000),
+    ALERT_WEBHOOK_RETRY_WINDOW_S: positiveInt(86_400, 7 * 86_400),
+    ALERT_WEBHOOK_TIMEOUT_MS: z.coerce.number({ error: "must be a number" }).int().min(100, "must be at least 100").max(60_000, "must be at most 60000").default(5_000),
   })
   .superRefine((env, ctx) => {
     if (env.JWT_SECRET && env.JWT_JWKS_URL) ctx.addIssue({ code: "custom", path: ["JWT_JWKS_URL"], message: "set either JWT_SECRET or JWT_JWKS_URL, not both" });
@@ -130,5 +147,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitMutationsPerMinute: e.RATE_LIMIT_MUTATIONS_PER_MINUTE,
     maxQueuedPerDevice: e.MAX_QUEUED_PER_DEVICE,
     retentionDays: e.RETENTION_DAYS,
+    alertWebhookAllowHosts: new Set(e.ALERT_WEBHOOK_ALLOW_HOSTS ?? []),
+    alertWebhookFirstRetryMs: e.ALERT_WEBHOOK_FIRST_RETRY_MS,
+    alertWebhookRetryWindowMs: e.ALERT_WEBHOOK_RETRY_WINDOW_S * 1000,
+    alertWebhookTimeoutMs: e.ALERT_WEBHOOK_TIMEOUT_MS,
   };
 }

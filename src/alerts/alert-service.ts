@@ -1,6 +1,7 @@
 import { abilityOf, accessibleFilter } from "../authz/ability";
 import type { Principal } from "../authz/principal";
 import type { Clock } from "../clock";
+import { faultPoint } from "../common/fault-points";
 import type { Command, CommandStatus, PendingAlert } from "../commands/command";
 import type { CommandChange, CommandLifecycle } from "../commands/lifecycle";
 import { decodeCursor, encodeCursor, pageSize, toPage, type Page } from "../common/pagination";
@@ -16,6 +17,8 @@ const RETRY_MAX_MS = 10_000;
 
 /** Where a new alert goes besides the store: subscriptions and the `{p}/alerts` topic. */
 export type AlertPublisher = (alert: Alert) => Promise<void>;
+/** What is derived from a stored alert before its command's mark is cleared (webhook deliveries); must be idempotent. */
+export type AlertFollowUp = (alert: Alert) => Promise<void>;
 
 /**
  * Raises alerts for commands that need a person (TIMED_OUT, FAILED, EXPIRED, ESCALATED) and resolves
@@ -28,6 +31,7 @@ export class AlertService {
     private readonly alerts: AlertRepository,
     private readonly lifecycle: CommandLifecycle,
     private readonly publish: AlertPublisher,
+    private readonly followUp: AlertFollowUp,
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {}
@@ -63,7 +67,7 @@ export class AlertService {
     if (command.pendingAlert) await this.raisePending(command);
   }
 
-  /** Writes the alert a command is waiting for, publishes it if it is new, and clears the mark. */
+  /** Writes the alert a command is waiting for, publishes it if it is new, derives its follow-ups, and clears the mark. */
   async raisePending(command: Command): Promise<void> {
     const pending = command.pendingAlert;
     if (!pending) return;
@@ -78,7 +82,11 @@ export class AlertService {
       raisedAt: this.clock.now(),
       message: messageFor(command, pending),
     };
-    if (await this.alerts.insert(alert)) await this.publish(alert);
+    const isNew = await this.alerts.insert(alert);
+    faultPoint("after-alert");
+    if (isNew) await this.publish(alert);
+    // Until the mark is cleared a crash repeats all this; the follow-up then sees the stored alert.
+    await this.followUp(isNew ? alert : ((await this.alerts.findById(alert.id)) ?? alert));
     await this.lifecycle.submit(
       command.id,
       (current) =>

@@ -16,3 +16,6 @@ export interface Alert {
   resolvedAt?: Date;
   message: string;
 }
+
+/** An alert as JSON, the one shape of `{p}/alerts` messages and webhook deliveries (CONTRACT §5, §6.4). */
+export const alertMessage = (alert: Alert): string => JSON.stringify(alert);

@@ -4,7 +4,7 @@ import { forbidden } from "../errors";
 import type { Principal } from "./principal";
 
 export type Action = "manage" | "read" | "send" | "retry" | "escalate" | "cancel" | "create" | "update" | "delete";
-export type SubjectType = "Command" | "Device" | "Alert" | "AutomationRule" | "ApiKey" | "PayloadLimit";
+export type SubjectType = "Command" | "Device" | "Alert" | "AutomationRule" | "ApiKey" | "PayloadLimit" | "AlertWebhook";
 /** The attributes policies are written over; every subject carries its tenant. */
 export interface SubjectFields {
   tenant: string;
@@ -33,7 +33,7 @@ export function defineAbilityFor(principal: Principal): AppAbility {
       const scope: Conditions = principal.sites ? { tenant, site: { $in: principal.sites } } : { tenant };
       for (const role of principal.roles) {
         if (role === "admin") {
-          can("manage", ["Command", "Device", "Alert", "AutomationRule", "ApiKey", "PayloadLimit"], { tenant });
+          can("manage", ["Command", "Device", "Alert", "AutomationRule", "ApiKey", "PayloadLimit", "AlertWebhook"], { tenant });
         } else if (role === "operator") {
           can(OPERATOR_COMMAND_ACTIONS, "Command", scope);
           can("read", ["Device", "Alert"], scope);

@@ -8,7 +8,9 @@ export type FaultPoint =
   | "after-claim" // the dispatcher took the command, not yet published
   | "after-publish" // the broker acknowledged the command, SENT not yet stored
   | "after-reply" // a device reply arrived, not yet applied
-  | "after-timeout"; // TIMED_OUT stored, its alert not yet written
+  | "after-timeout" // TIMED_OUT stored, its alert not yet written
+  | "after-alert" // an alert stored, its webhook deliveries not yet
+  | "after-delivery-stored"; // a webhook delivery stored, not yet attempted
 
 const armed = process.env.GATEWAY_FAULT_POINT;
 

@@ -65,6 +65,28 @@ export class Metrics {
     help: "Active GraphQL subscriptions",
     registers: [this.registry],
   });
+  readonly alertWebhookAttempts = new Counter({
+    name: "gateway_alert_webhook_attempts_total",
+    help: "Alert webhook delivery attempts made by this replica, by outcome: success, http_error, timeout, network_error, refused (address not allowed)",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly alertWebhookDeliveries = new Counter({
+    name: "gateway_alert_webhook_deliveries_total",
+    help: "Alert webhook deliveries ended by this replica, by outcome: delivered, failed (retried for the whole window)",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly alertWebhookDeliveriesScheduled = new Gauge({
+    name: "gateway_alert_webhook_deliveries_scheduled",
+    help: "Alert webhook deliveries this replica holds in its schedule (waiting, due or in flight)",
+    registers: [this.registry],
+  });
+  readonly alertWebhooksFailing = new Gauge({
+    name: "gateway_alert_webhooks_failing",
+    help: "Alert webhooks whose last delivery gave up (all tenants, as this replica last read the store)",
+    registers: [this.registry],
+  });
 
   /** The embedded store's supervisor: FerretDB restarted after it died, or given up on (the gateway then exits). */
   readonly embeddedStoreRestarts = new Counter({

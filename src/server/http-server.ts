@@ -108,6 +108,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     introspection: options.introspection,
     hideSchemaDetailsFromClientErrors: !options.introspection,
     includeStacktraceInErrorResponses: false,
+    // main.ts stops everything on SIGTERM/SIGINT; Apollo's own handler would stop it a second time, concurrently, and hang the shutdown.
+    stopOnTerminationSignals: false,
     validationRules: LIMIT_RULES,
     parseOptions: PARSE_OPTIONS,
     plugins: [

@@ -49,6 +49,16 @@ export class AlertRepository {
     return Boolean(alert?.resolvedAt) && (await this.collection.deleteOne({ _id: id })).deletedCount === 1;
   }
 
+  async findById(id: string): Promise<Alert | null> {
+    const doc = await this.collection.findOne({ _id: id });
+    return doc ? withId(doc) : null;
+  }
+
+  /** Alerts raised since `since`, newest first, at most `limit`. */
+  async findRaisedSince(since: Date, limit: number): Promise<Alert[]> {
+    return (await this.collection.find({ raisedAt: { $gte: since } }).sort({ raisedAt: -1 }).limit(limit).toArray()).map(withId);
+  }
+
   async findForCommand(commandId: string): Promise<Alert[]> {
     return (await this.collection.find({ commandId }).sort({ raisedAt: 1 }).toArray()).map(withId);
   }

@@ -1,0 +1,82 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { describe, it } from "node:test";
+import { parse } from "yaml";
+import { Metrics } from "../../src/observability/metrics";
+
+const ROOT = resolve(__dirname, "../../..");
+const DEPLOY = resolve(ROOT, "deploy");
+const read = (path: string) => readFileSync(resolve(DEPLOY, path), "utf8");
+
+interface Service {
+  image?: string;
+  environment?: Record<string, string>;
+  depends_on?: Record<string, { condition: string }> | string[];
+  command?: string[];
+}
+const compose = parse(read("compose.yaml"), { merge: true }) as { services: Record<string, Service> };
+const gateways = Object.entries(compose.services).filter(([name]) => name.startsWith("gateway-"));
+
+/** Placeholder secrets: `docker compose config` refuses to render without them. */
+const SECRETS = { JWT_SECRET: "x".repeat(32), GATEWAY_MQTT_PASSWORD: "g", ALERTS_MQTT_PASSWORD: "a", EXPORTER_MQTT_PASSWORD: "e" };
+
+describe("deploy/: the production shape", () => {
+  it("three gateway replicas in one shared group with distinct REPLICA_IDs, on the replica set and the broker", () => {
+    assert.equal(gateways.length, 3);
+    const env = gateways.map(([, service]) => service.environment!);
+    assert.equal(new Set(env.map((e) => e.REPLICA_ID)).size, 3, "distinct REPLICA_IDs");
+    assert.equal(new Set(env.map((e) => e.MQTT_SHARED_GROUP)).size, 1, "one shared group");
+    assert.ok(env[0]!.MQTT_SHARED_GROUP);
+    for (const e of env) {
+      assert.match(e.MONGODB_URI!, /^mongodb:\/\/mongo1:27017,mongo2:27017,mongo3:27017\/\?replicaSet=rs0&w=majority/);
+      assert.equal(e.MQTT_URL, "mqtt://mosquitto:1883");
+      assert.equal(e.OTEL_EXPORTER_OTLP_ENDPOINT, "http://otel-collector:4318");
+    }
+    for (const [, service] of gateways) {
+      assert.deepEqual((service.depends_on as Record<string, { condition: string }>)["mongo-init"], { condition: "service_completed_successfully" });
+    }
+  });
+
+  it("a three-member replica set initiated by a job", () => {
+    for (const member of ["mongo1", "mongo2", "mongo3"]) assert.deepEqual(compose.services[member]!.command, ["mongod", "--replSet", "rs0", "--bind_ip_all"]);
+    const init = read("mongo/init-replica-set.js");
+    for (const host of ["mongo1:27017", "mongo2:27017", "mongo3:27017"]) assert.ok(init.includes(`host: "${host}"`), host);
+  });
+
+  it("Mosquitto applies the README's ACL, with users for the gateway, alert consumers and the exporter", () => {
+    const readme = readFileSync(resolve(ROOT, "README.md"), "utf8");
+    const block = /```\n(# the gateway\n[\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(block, "the README shows the ACL");
+    const acl = read("mosquitto/acl");
+    const lines = (text: string) => text.split("\n").filter((line) => line && !line.startsWith("#"));
+    for (const line of lines(block)) assert.ok(lines(acl).includes(line), `the ACL has: ${line}`);
+    assert.match(acl, /^user alerts\ntopic read iot\/alerts$/m);
+    assert.match(read("mosquitto/mosquitto.conf"), /^acl_file \/mosquitto\/config\/acl$/m);
+  });
+
+  it("Prometheus scrapes every replica's /metrics, and its rules name metrics the gateway has", async () => {
+    const prometheus = parse(read("prometheus/prometheus.yml")) as { scrape_configs: Array<{ job_name: string; metrics_path?: string; static_configs: Array<{ targets: string[] }> }> };
+    const job = prometheus.scrape_configs.find((c) => c.job_name === "gateway")!;
+    assert.equal(job.metrics_path, "/metrics");
+    assert.deepEqual(job.static_configs[0]!.targets, gateways.map(([name]) => `${name}:4000`));
+    const known = new Set((await new Metrics().registry.getMetricsAsJSON()).map((m) => m.name));
+    const used = [...read("prometheus/alerts.yml").matchAll(/\b(gateway_[a-z_]+)/g)].map((m) => m[1]!);
+    assert.ok(used.length > 3);
+    for (const name of used) assert.ok(known.has(name), `${name} is a gateway metric`);
+  });
+
+  it("`docker compose config` accepts the file", (t) => {
+    const version = spawnSync("docker", ["compose", "version"], { encoding: "utf8" });
+    if (version.status !== 0) {
+      t.skip(`docker compose is not available here (${(version.error?.message ?? version.stderr).trim().split("\n")[0]}); the checks above ran without it`);
+      return;
+    }
+    const result = spawnSync("docker", ["compose", "-f", resolve(DEPLOY, "compose.yaml"), "config", "--quiet"], {
+      encoding: "utf8",
+      env: { ...process.env, ...SECRETS },
+    });
+    assert.equal(result.status, 0, result.stderr);
+  });
+});
