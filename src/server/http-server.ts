@@ -108,6 +108,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     introspection: options.introspection,
     hideSchemaDetailsFromClientErrors: !options.introspection,
     includeStacktraceInErrorResponses: false,
+    // main.ts owns SIGTERM/SIGINT and stops everything in order; Apollo's own handlers (on outside
+    // NODE_ENV=test) would stop the server under it and hold the shutdown until it was forced.
+    stopOnTerminationSignals: false,
     validationRules: LIMIT_RULES,
     parseOptions: PARSE_OPTIONS,
     plugins: [

@@ -10,9 +10,12 @@ import { GraphQLTestClient } from "../kit/graphql-client";
 import { waitForStatus } from "../kit/gateway";
 import { startGatewayProcess } from "../kit/process";
 
-/** The embedded default, as `npm start` runs it: no store or broker configured, the demo on. */
+/** The embedded default, as `npm start` runs it in production: no store or broker configured, the demo on. */
 async function startEmbedded(dataDir: string, port: number, mqttPort: number) {
-  const gateway = await startGatewayProcess({ DATA_DIR: dataDir, MQTT_PORT: String(mqttPort), MONGODB_URI: "", MQTT_URL: "", JWT_SECRET: "", DEMO: "1" }, port);
+  const gateway = await startGatewayProcess(
+    { NODE_ENV: "production", DATA_DIR: dataDir, MQTT_PORT: String(mqttPort), MONGODB_URI: "", MQTT_URL: "", JWT_SECRET: "", DEMO: "1" },
+    port,
+  );
   const token = /operator: (\S+)/.exec(gateway.output())?.[1];
   assert.ok(token, "demo tokens are printed");
   return { gateway, operator: new GraphQLTestClient(gateway.url, { token }) };
@@ -26,6 +29,16 @@ function ferretdbProcessesFor(dataDir: string): string[] {
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
+}
+
+/** The shutdown of the README: the broker, then the store, then "stopped"; never the forced exit. */
+function assertStoppedInOrder(output: string) {
+  const at = (message: string) => output.indexOf(`"msg":"${message}"`);
+  assert.equal(at("shutdown took longer than 8 s; exiting"), -1, output);
+  assert.ok(at("stopping") > 0, output);
+  assert.ok(at("stopping") < at("embedded MQTT broker closed"), output);
+  assert.ok(at("embedded MQTT broker closed") < at("embedded store (FerretDB) stopped"), output);
+  assert.ok(at("embedded store (FerretDB) stopped") < at("stopped"), output);
 }
 
 describe("npm start (embedded default)", () => {
@@ -50,13 +63,16 @@ describe("npm start (embedded default)", () => {
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     assert.match(metrics, /gateway_command_transitions_total\{status="SUCCEEDED"\} [1-9]/);
 
+    // NODE_ENV=production is where Apollo would install its own signal handlers: the README's sequence runs instead.
     assert.equal(await first.stop(), 0, first.output());
+    assertStoppedInOrder(first.output());
     assert.deepEqual(ferretdbProcessesFor(dataDir), [], "no FerretDB left running");
 
     const { gateway: second, operator: again } = await startEmbedded(dataDir, port, mqttPort);
     const { command } = await again.data(CommandDocument, { id: sendCommand.id });
     assert.equal(command?.status, "SUCCEEDED");
     assert.equal(await second.stop(), 0, second.output());
+    assertStoppedInOrder(second.output());
     assert.deepEqual(ferretdbProcessesFor(dataDir), []);
   });
 });

@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { findFreePort } from "../../src/embedded/free-port";
+import { startEmbeddedStore } from "../../src/embedded/ferretdb";
+import { createLogger } from "../../src/logger";
+import { startPrivateMosquitto } from "../kit/mosquitto";
+import { startGatewayProcess, type GatewayProcess } from "../kit/process";
+
+/**
+ * Invariant: SIGTERM runs the README's shutdown and exits 0 in production, even when the store or the
+ * broker went away first (the process gives up by itself before an orchestrator's 10 s, exit code 1).
+ */
+describe("SIGTERM with the store or the broker gone", () => {
+  const dir = mkdtempSync(join(tmpdir(), "shutdown-"));
+  const started: GatewayProcess[] = [];
+  after(async () => {
+    for (const gateway of started) if (gateway.child.exitCode === null) gateway.child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function start(name: string) {
+    const store = await startEmbeddedStore({ dataDir: mkdtempSync(join(dir, `${name}-store-`)), log: createLogger("warn") });
+    const broker = await startPrivateMosquitto(dir);
+    const gateway = await startGatewayProcess(
+      {
+        NODE_ENV: "production",
+        MONGODB_URI: store.uri,
+        MQTT_URL: broker.url,
+        JWT_SECRET: "shutdown-test-secret-0123456789abcdefgh",
+        DEMO: "0",
+        SWEEP_INTERVAL_MS: "100",
+      },
+      await findFreePort(),
+    );
+    started.push(gateway);
+    return { store, broker, gateway };
+  }
+
+  const waitForNotReady = async (gateway: GatewayProcess) => {
+    while ((await fetch(`${gateway.url}/readyz`)).status !== 503) await new Promise((resolve) => setTimeout(resolve, 50));
+  };
+
+  it("store gone: exits 0 after running every stop step", async () => {
+    const { store, broker, gateway } = await start("store");
+    try {
+      await store.stop();
+      await waitForNotReady(gateway);
+      assert.equal(await gateway.stop(), 0, gateway.output());
+      assert.match(gateway.output(), /"msg":"stopped"/);
+    } finally {
+      await broker.stop();
+    }
+  });
+
+  it("broker gone: exits 0 after running every stop step", async () => {
+    const { store, broker, gateway } = await start("broker");
+    try {
+      await broker.stop();
+      await waitForNotReady(gateway);
+      assert.equal(await gateway.stop(), 0, gateway.output());
+      assert.match(gateway.output(), /"msg":"stopped"/);
+    } finally {
+      await store.stop();
+    }
+  });
+});
