@@ -20,6 +20,7 @@ import { Sweeper } from "./commands/sweeper";
 import type { Config } from "./config";
 import { DeviceService } from "./devices/device-service";
 import { PresenceIngest } from "./devices/presence-ingest";
+import { RegisteredDevices } from "./devices/registered-devices";
 import { startEmbeddedBroker } from "./embedded/broker";
 import { startEmbeddedStore } from "./embedded/ferretdb";
 import { MqttEventTarget } from "./events/mqtt-event-target";
@@ -106,10 +107,22 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     ]);
 
     let mqttUrl = config.mqttUrl;
+    /** Only with the embedded broker, which asks it at CONNECT. */
+    let registeredDevices: RegisteredDevices | undefined;
     let mqttCredentials = { username: config.mqttUsername, password: config.mqttPassword };
     if (!mqttUrl) {
       const gatewayCredentials = { username: "gateway", password: randomBytes(24).toString("base64url") };
-      const broker = await startEmbeddedBroker({ port: config.mqttPort, topics, gatewayCredentials, log });
+      registeredDevices = new RegisteredDevices(await deviceRepository.allIds());
+      const broker = await startEmbeddedBroker({
+        port: config.mqttPort,
+        host: config.mqttHost,
+        topics,
+        gatewayCredentials,
+        devices: registeredDevices,
+        maxMessagesPerSecond: config.mqttClientMessagesPerSecond,
+        onRefused: ({ action, reason }) => metrics.mqttRefused.inc({ action, reason }),
+        log,
+      });
       stack.push(() => broker.close());
       log.info({ port: broker.port }, `embedded MQTT broker on port ${broker.port}`);
       mqttUrl = broker.url;
@@ -163,6 +176,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       maxQueuedPerDevice: config.maxQueuedPerDevice,
     });
     const deviceService = new DeviceService(deviceRepository, clock);
+    deviceService.onRegistered((device) => registeredDevices?.add(device.id));
     const replies = new ReplyIngest(commandRepository, lifecycle, perDevice, clock, metrics, log.child({ component: "replies" }));
     const presence = new PresenceIngest(
       deviceRepository,

@@ -11,6 +11,10 @@ export interface Config {
   mqttUsername: string | undefined;
   mqttPassword: string | undefined;
   mqttPort: number;
+  /** Interface of the embedded broker. */
+  mqttHost: string;
+  /** Messages one device may publish per second to the embedded broker. */
+  mqttClientMessagesPerSecond: number;
   mqttTopicPrefix: string;
   mqttSharedGroup: string | undefined;
   jwtSecret: string | undefined;
@@ -70,6 +74,8 @@ const schema = z
     MQTT_USERNAME: optional,
     MQTT_PASSWORD: optional,
     MQTT_PORT: port(1883),
+    MQTT_HOST: z.string().trim().min(1).default("127.0.0.1"),
+    MQTT_CLIENT_MESSAGES_PER_SECOND: positiveInt(100, 1_000_000),
     MQTT_TOPIC_PREFIX: z
       .string()
       .trim()
@@ -115,6 +121,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mqttUsername: e.MQTT_USERNAME,
     mqttPassword: e.MQTT_PASSWORD,
     mqttPort: e.MQTT_PORT,
+    mqttHost: e.MQTT_HOST,
+    mqttClientMessagesPerSecond: e.MQTT_CLIENT_MESSAGES_PER_SECOND,
     mqttTopicPrefix: e.MQTT_TOPIC_PREFIX,
     mqttSharedGroup: e.MQTT_SHARED_GROUP,
     jwtSecret: e.JWT_SECRET,

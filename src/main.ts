@@ -1,5 +1,4 @@
 import { startGateway } from "./app";
-import { systemClock } from "./clock";
 import { ConfigError, loadConfig } from "./config";
 import { demoInstructions, startDemo } from "./demo/demo";
 import { createLogger, withoutCredentials } from "./logger";
@@ -23,7 +22,7 @@ async function main(): Promise<void> {
   const gateway = await startGateway(config, log);
   let stopDemo = async () => {};
   if (config.demo && !config.mongodbUri && gateway.generatedJwtSecret) {
-    const demo = await startDemo(gateway, gateway.generatedJwtSecret, config.mqttTopicPrefix, systemClock, log);
+    const demo = await startDemo(gateway, gateway.generatedJwtSecret, config.mqttTopicPrefix, log);
     stopDemo = demo.stop;
     process.stdout.write(demoInstructions(gateway.port, demo.tokens));
   } else if (gateway.generatedJwtSecret) {

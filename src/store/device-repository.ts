@@ -55,6 +55,12 @@ export class DeviceRepository {
     return docs.map((d) => d._id);
   }
 
+  /** Every registered id, in every tenant (for the embedded broker's registry). */
+  async allIds(): Promise<string[]> {
+    const docs = await this.collection.find({}, { projection: { _id: 1 } }).toArray();
+    return docs.map((d) => d._id);
+  }
+
   async count(filter: Filter<DeviceDocument> = {}): Promise<number> {
     return this.collection.countDocuments(filter);
   }
