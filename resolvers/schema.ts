@@ -10,6 +10,7 @@ import { CommandResolver } from "./commands/command.resolver";
 import { DeviceResolver } from "./devices/device.resolver";
 import type { GatewayContext } from "./context.type";
 import { mapGatewayErrors } from "./error-mapping";
+import { refuseHostileArguments } from "./input-shape.middleware";
 import { RuleResolver } from "./rules/rule.resolver";
 
 export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver, AlertResolver, ApiKeyResolver, RuleResolver] as const;
@@ -36,7 +37,7 @@ export function buildGatewaySchema(options: {
     container,
     pubSub: options.pubSub,
     scalarsMap: [{ type: Date, scalar: DateTimeResolver }],
-    globalMiddlewares: [mapGatewayErrors, ...(options.middlewares ?? [])],
+    globalMiddlewares: [mapGatewayErrors, refuseHostileArguments, ...(options.middlewares ?? [])],
     validate: false,
     emitSchemaFile: false,
   });

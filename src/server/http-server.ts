@@ -5,7 +5,7 @@ import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHt
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { expressMiddleware } from "@as-integrations/express5";
 import express, { type ErrorRequestHandler } from "express";
-import { GraphQLError, type GraphQLSchema } from "graphql";
+import { getOperationAST, type GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Authenticator } from "../auth/authenticator";
@@ -17,6 +17,7 @@ import { costLimitPlugin, LIMIT_RULES, PARSE_OPTIONS, prepareOperation } from ".
 import type { GatewayContext } from "../../resolvers/context.type";
 import { credentialsFromConnectionParams, credentialsFromHeaders, principalForRequest } from "./context";
 import { createFormatError } from "./format-error";
+import { refuseOperation } from "./operation-guards";
 
 export interface HttpServerOptions {
   schema: GraphQLSchema;
@@ -56,6 +57,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   app.disable("x-powered-by");
   const server = createServer(app);
 
+  const formatError = createFormatError(log);
   const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: MAX_BODY_BYTES });
   const authenticated = new Map<WebSocket, Principal>();
   const wsCleanup = useServer<Record<string, unknown>, { principal: Principal }>(
@@ -87,9 +89,15 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
       onSubscribe: (_ctx, _id, payload) => {
         const prepared = prepareOperation(schema, payload);
         if (!("document" in prepared)) return prepared;
+        const refusal = refuseOperation(getOperationAST(prepared.document, prepared.operationName)?.operation, "ws", options.isStoreAvailable);
+        if (refusal) return [refusal];
         metrics.subscriptions.inc();
         return prepared;
       },
+      // The same formatting and masking as HTTP: codes kept, internal errors logged and answered without their message.
+      onNext: (_ctx, _id, _payload, _args, result) =>
+        result.errors ? { ...result, errors: result.errors.map((error) => formatError(error.toJSON(), error)) } : undefined,
+      onError: (_ctx, _id, _payload, errors) => errors.map((error) => formatError(error.toJSON(), error)),
       onComplete: () => {
         metrics.subscriptions.dec();
       },
@@ -104,7 +112,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
 
   const apollo = new ApolloServer<GatewayContext>({
     schema,
-    formatError: createFormatError(log),
+    formatError,
     introspection: options.introspection,
     hideSchemaDetailsFromClientErrors: !options.introspection,
     includeStacktraceInErrorResponses: false,
@@ -129,9 +137,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
         async requestDidStart() {
           return {
             async didResolveOperation({ operation }) {
-              if (operation?.operation === "mutation" && !options.isStoreAvailable()) {
-                throw new GraphQLError("The store is unavailable; try again", { extensions: { code: "UNAVAILABLE", http: { status: 503 } } });
-              }
+              const refusal = refuseOperation(operation?.operation, "http", options.isStoreAvailable);
+              if (refusal) throw refusal;
             },
           };
         },
