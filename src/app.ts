@@ -250,6 +250,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       port: config.port,
       host: config.host,
       introspection: config.introspection,
+      corsOrigins: config.corsOrigins,
       log,
     });
     stack.push(() => http.close());

@@ -4,6 +4,7 @@ import { ApolloServer } from "@apollo/server";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { expressMiddleware } from "@as-integrations/express5";
+import cors from "cors";
 import express, { type ErrorRequestHandler } from "express";
 import { getOperationAST, type GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
@@ -31,6 +32,8 @@ export interface HttpServerOptions {
   host: string;
   /** Introspection, the landing page and schema hints in errors ("Did you mean …?"). */
   introspection: boolean;
+  /** Origins a browser may call /graphql from (CORS); empty: same origin only. */
+  corsOrigins: string[];
   log: Logger;
 }
 
@@ -164,6 +167,10 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   });
   app.use(
     GRAPHQL_PATH,
+    // Off unless origins are listed. Credentials travel in headers, never cookies: no `credentials`.
+    ...(options.corsOrigins.length
+      ? [cors({ origin: options.corsOrigins, methods: ["GET", "POST"], allowedHeaders: ["content-type", "authorization", "x-api-key"], maxAge: 600 })]
+      : []),
     express.json({ limit: MAX_BODY_BYTES }),
     expressMiddleware(apollo, {
       context: async ({ req }) => ({ principal: await principalForRequest(authenticator, credentialsFromHeaders(req.headers)) }),

@@ -669,6 +669,7 @@ describe("hostile input, issue 10: embedded broker, WebSocket, shapes and string
         MQTT_PORT: String(brokerPort),
         MQTT_TOPIC_PREFIX: prefix,
         MQTT_CLIENT_MESSAGES_PER_SECOND: "5",
+        CORS_ORIGINS: "https://console.example",
         JWT_SECRET: secret,
         DEMO: "0",
         SWEEP_INTERVAL_MS: "100",
@@ -803,6 +804,30 @@ describe("hostile input, issue 10: embedded broker, WebSocket, shapes and string
       const name = await gql(admin, 'mutation($n: String!) { createApiKey(name: $n, commandTypes: ["device.reboot"]) { id } }', { n: "k\ud800" });
       assert.deepEqual([name.body.errors?.[0]?.extensions?.code, name.body.errors?.[0]?.extensions?.field], ["BAD_USER_INPUT", "name"]);
       assert.equal(await db.collection("commands").countDocuments(), stored);
+    });
+  });
+
+  describe("CORS", () => {
+    const preflight = (origin: string) =>
+      fetch(`${url}/graphql`, {
+        method: "OPTIONS",
+        headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "content-type,authorization" },
+      });
+    it("a listed origin is allowed (preflight and request), headers but no cookies", async () => {
+      const response = await preflight("https://console.example");
+      assert.equal(response.headers.get("access-control-allow-origin"), "https://console.example");
+      assert.match(response.headers.get("access-control-allow-headers") ?? "", /authorization/);
+      assert.equal(response.headers.get("access-control-allow-credentials"), null);
+      const post = await fetch(`${url}/graphql`, {
+        method: "POST",
+        headers: { origin: "https://console.example", "content-type": "application/json", authorization: `Bearer ${operator}` },
+        body: JSON.stringify({ query: "{ commandTypes { name } }" }),
+      });
+      assert.equal(post.headers.get("access-control-allow-origin"), "https://console.example");
+    });
+    it("any other origin gets no CORS headers (the browser refuses)", async () => {
+      const response = await preflight("https://evil.example");
+      assert.equal(response.headers.get("access-control-allow-origin"), null);
     });
   });
 
