@@ -10,6 +10,7 @@ import type { EmbeddedBroker, MqttRefusal } from "../../src/embedded/broker";
 import { findFreePort } from "../../src/embedded/free-port";
 import { createLogger } from "../../src/logger";
 import { createTopics } from "../../src/mqtt/topics";
+import { fixedHeader } from "../kit/mqtt-wire";
 
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");
 const topics = createTopics("iot");
@@ -208,7 +209,7 @@ describe("embedded MQTT broker", () => {
   it("closes a connection whose CONNECT announces more than it accepts, from the fixed header alone", async () => {
     // 0x10 CONNECT, remaining length 200 MB (varint), and not one byte of the body.
     const announced = 200 * 1024 * 1024;
-    const closed = await rawConnectionClosed(broker.port, Buffer.from([0x10, ...varint(announced)]));
+    const closed = await rawConnectionClosed(broker.port, fixedHeader(0x10, announced));
     assert.equal(closed, true, "the broker waited for the announced body instead of closing");
     assert.ok(refusals.some((r) => r.action === "packet" && r.reason === "oversized"));
   });
@@ -216,7 +217,7 @@ describe("embedded MQTT broker", () => {
   it("closes a connected device that announces a PUBLISH larger than it accepts", async () => {
     const d1 = await device("d1-big");
     const closed = new Promise<void>((resolve) => d1.stream.once("close", () => resolve()));
-    d1.stream.write(Buffer.from([0x30, ...varint(MAX_MESSAGE_BYTES + 70 * 1024)]));
+    d1.stream.write(fixedHeader(0x30, MAX_MESSAGE_BYTES + 70 * 1024));
     await closed;
   });
 
@@ -290,18 +291,6 @@ function rawConnectionClosed(port: number, bytes: Buffer): Promise<boolean> {
     });
     socket.on("timeout", reject);
   });
-}
-
-/** MQTT's remaining-length encoding. */
-function varint(value: number): number[] {
-  const bytes: number[] = [];
-  do {
-    let byte = value % 128;
-    value = Math.floor(value / 128);
-    if (value > 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (value > 0);
-  return bytes;
 }
 
 /** The SUBACK's return codes; mqtt.js rejects a SUBACK that holds a failure (128), so read them from the error too. */

@@ -1,18 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { PacketScanner } from "../../src/embedded/packet-size-guard";
+import { fixedHeader } from "../kit/mqtt-wire";
 
 const limits = { firstPacketBytes: 100, packetBytes: 1000 };
-const header = (type: number, length: number) => {
-  const bytes = [type];
-  do {
-    let byte = length % 128;
-    length = Math.floor(length / 128);
-    if (length > 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (length > 0);
-  return Buffer.from(bytes);
-};
+const header = fixedHeader;
 const packet = (type: number, length: number) => Buffer.concat([header(type, length), Buffer.alloc(length)]);
 
 describe("MQTT packet scanner (embedded broker's size limit)", () => {
