@@ -12,6 +12,7 @@ import { DeviceResolver } from "./devices/device.resolver";
 import type { GatewayContext } from "./context.type";
 import { mapGatewayErrors } from "./error-mapping";
 import { PayloadLimitResolver } from "./payload-limits/payload-limit.resolver";
+import { refuseHostileArguments } from "./input-shape.middleware";
 import { RuleResolver } from "./rules/rule.resolver";
 
 export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver, AlertResolver, AlertWebhookResolver, ApiKeyResolver, RuleResolver, PayloadLimitResolver] as const;
@@ -38,7 +39,7 @@ export function buildGatewaySchema(options: {
     container,
     pubSub: options.pubSub,
     scalarsMap: [{ type: Date, scalar: DateTimeResolver }],
-    globalMiddlewares: [mapGatewayErrors, ...(options.middlewares ?? [])],
+    globalMiddlewares: [mapGatewayErrors, refuseHostileArguments, ...(options.middlewares ?? [])],
     validate: false,
     emitSchemaFile: false,
   });

@@ -172,7 +172,16 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     let mqttCredentials = { username: config.mqttUsername, password: config.mqttPassword };
     if (!mqttUrl) {
       const gatewayCredentials = { username: "gateway", password: randomBytes(24).toString("base64url") };
-      const broker = await startEmbeddedBroker({ port: config.mqttPort, topics, gatewayCredentials, log });
+      const broker = await startEmbeddedBroker({
+        port: config.mqttPort,
+        host: config.mqttHost,
+        topics,
+        gatewayCredentials,
+        devices: deviceDirectory,
+        maxMessagesPerSecond: config.mqttClientMessagesPerSecond,
+        onRefused: ({ action, reason }) => metrics.mqttRefused.inc({ action, reason }),
+        log,
+      });
       stack.push(() => broker.close());
       log.info({ port: broker.port }, `embedded MQTT broker on port ${broker.port}`);
       mqttUrl = broker.url;
@@ -255,7 +264,9 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const commandService = new CommandService(commandRepository, deviceDirectory, activeCommands, catalog, payloadLimits, lifecycle, dispatcher, clock, {
       maxQueuedPerDevice: config.maxQueuedPerDevice,
     });
-    const deviceService = new DeviceService(deviceRepository, clock, (device) => {
+    const deviceService = new DeviceService(deviceRepository, clock);
+    // Every replica's directory (and so its embedded broker's CONNECT check) learns of the device.
+    deviceService.onRegistered((device) => {
       deviceDirectory.registered(device);
       pubSub.publish(Topic.DeviceRegistered, device);
     });
@@ -360,6 +371,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       port: config.port,
       host: config.host,
       introspection: config.introspection,
+      corsOrigins: config.corsOrigins,
       log,
     });
     stack.push(() => http.close());

@@ -12,6 +12,10 @@ export interface Config {
   mqttUsername: string | undefined;
   mqttPassword: string | undefined;
   mqttPort: number;
+  /** Interface of the embedded broker. */
+  mqttHost: string;
+  /** Messages one device may publish per second to the embedded broker. */
+  mqttClientMessagesPerSecond: number;
   mqttTopicPrefix: string;
   mqttSharedGroup: string | undefined;
   jwtSecret: string | undefined;
@@ -42,6 +46,8 @@ export interface Config {
   alertWebhookRetryWindowMs: number;
   /** How long one delivery attempt may take, answer included. */
   alertWebhookTimeoutMs: number;
+  /** Browser origins allowed to call /graphql across origins (CORS); empty: none. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {
@@ -79,6 +85,8 @@ const schema = z
     MQTT_USERNAME: optional,
     MQTT_PASSWORD: optional,
     MQTT_PORT: port(1883),
+    MQTT_HOST: z.string().trim().min(1).default("127.0.0.1"),
+    MQTT_CLIENT_MESSAGES_PER_SECOND: positiveInt(100, 1_000_000),
     MQTT_TOPIC_PREFIX: z
       .string()
       .trim()
@@ -105,6 +113,11 @@ const schema = z
     ALERT_WEBHOOK_FIRST_RETRY_MS: z.coerce.number({ error: "must be a number" }).int().min(10, "must be at least 10").max(3_600_000, "must be at most 3600000").default(10_000),
     ALERT_WEBHOOK_RETRY_WINDOW_S: positiveInt(86_400, 7 * 86_400),
     ALERT_WEBHOOK_TIMEOUT_MS: z.coerce.number({ error: "must be a number" }).int().min(100, "must be at least 100").max(60_000, "must be at most 60000").default(5_000),
+    CORS_ORIGINS: z
+      .string()
+      .transform((value) => value.split(",").map((origin) => origin.trim()).filter(Boolean))
+      .refine((origins) => origins.every(isOrigin), "must be comma-separated origins such as https://console.example.com (scheme, host and port only)")
+      .optional(),
   })
   .superRefine((env, ctx) => {
     if (env.JWT_SECRET && env.JWT_JWKS_URL) ctx.addIssue({ code: "custom", path: ["JWT_JWKS_URL"], message: "set either JWT_SECRET or JWT_JWKS_URL, not both" });
@@ -132,6 +145,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mqttUsername: e.MQTT_USERNAME,
     mqttPassword: e.MQTT_PASSWORD,
     mqttPort: e.MQTT_PORT,
+    mqttHost: e.MQTT_HOST,
+    mqttClientMessagesPerSecond: e.MQTT_CLIENT_MESSAGES_PER_SECOND,
     mqttTopicPrefix: e.MQTT_TOPIC_PREFIX,
     mqttSharedGroup: e.MQTT_SHARED_GROUP,
     jwtSecret: e.JWT_SECRET,
@@ -151,5 +166,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     alertWebhookFirstRetryMs: e.ALERT_WEBHOOK_FIRST_RETRY_MS,
     alertWebhookRetryWindowMs: e.ALERT_WEBHOOK_RETRY_WINDOW_S * 1000,
     alertWebhookTimeoutMs: e.ALERT_WEBHOOK_TIMEOUT_MS,
+    corsOrigins: e.CORS_ORIGINS ?? [],
   };
+}
+
+/** `https://host[:port]` exactly as a browser sends it in `Origin`: no path, no wildcard. */
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === "https:" || url.protocol === "http:") && url.origin === value;
+  } catch {
+    return false;
+  }
 }

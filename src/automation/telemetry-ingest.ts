@@ -1,4 +1,5 @@
 import type { Clock } from "../clock";
+import { exceedsDepth, MAX_JSON_DEPTH } from "../common/json-shape";
 import { TtlCache } from "../common/ttl-cache";
 import type { Device } from "../devices/device";
 import type { DeviceStateService } from "../devices/device-state-service";
@@ -16,8 +17,8 @@ export type TelemetryOutcome = "evaluated" | "oversized" | "malformed" | "not_ob
 
 /**
  * Telemetry from `{p}/devices/{id}/telemetry` (CONTRACT §5) into the rule engine, and its `state`
- * object into the device's reported state (§6.2). Only a JSON object from a registered device is
- * evaluated; anything else is dropped and counted by reason.
+ * object into the device's reported state (§6.2). Only a JSON object from a registered device, at most
+ * MAX_JSON_DEPTH levels deep, is evaluated; anything else is dropped and counted by reason.
  */
 export class TelemetryIngest {
   /** Registered devices (and unknown ids, as null), so a flood does not read the registry per message. */
@@ -57,6 +58,8 @@ export class TelemetryIngest {
       return "malformed";
     }
     if (typeof telemetry !== "object" || telemetry === null || Array.isArray(telemetry)) return "not_object";
+    // Readings are a few levels deep; anything recursive downstream (state merging, the store) must not overflow.
+    if (exceedsDepth(telemetry, MAX_JSON_DEPTH)) return "malformed";
     const device = await this.devices.get(deviceId, () => this.deviceRepository.findById(deviceId));
     if (!device) return "unregistered_device";
     const { state } = telemetry as Telemetry;

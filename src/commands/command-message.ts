@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { exceedsDepth, MAX_JSON_DEPTH } from "../common/json-shape";
 import type { Command } from "./command";
 
 /** What the gateway publishes on `{p}/devices/{id}/commands` (CONTRACT §5). */
@@ -13,8 +14,12 @@ export function encodeCommandMessage(command: Command): string {
   });
 }
 
-/** Replies are checked strictly: anything else is counted as malformed and changes nothing. */
-export const deviceReplySchema = z.discriminatedUnion("status", [
+/**
+ * Replies are checked strictly: anything else is counted as malformed and changes nothing. A result nested
+ * deeper than MAX_JSON_DEPTH is malformed too: key escaping and the store's encoder are recursive.
+ */
+export const deviceReplySchema = z
+  .discriminatedUnion("status", [
   z.object({ id: z.string().min(1).max(64), status: z.literal("DELIVERED"), attempt: z.number().int().positive().optional() }),
   z.object({
     id: z.string().min(1).max(64),
@@ -28,7 +33,8 @@ export const deviceReplySchema = z.discriminatedUnion("status", [
     error: z.object({ code: z.string().min(1).max(100), message: z.string().max(2000).optional() }),
     attempt: z.number().int().positive().optional(),
   }),
-]);
+  ])
+  .refine((reply) => reply.status !== "SUCCEEDED" || !exceedsDepth(reply.result, MAX_JSON_DEPTH), { message: `result nested deeper than ${MAX_JSON_DEPTH} levels` });
 
 export type DeviceReply = z.infer<typeof deviceReplySchema>;
 

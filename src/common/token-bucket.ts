@@ -11,16 +11,17 @@ interface Bucket {
 const PRUNE_ABOVE = 10_000;
 
 /**
- * A token bucket per key, in memory: `perMinute` tokens refill evenly over a minute and a full
- * minute's worth may be spent at once. Per process, so N replicas allow N times the rate.
+ * A token bucket per key, in memory: `perMinute` tokens refill evenly over a minute and `burst` (default
+ * a full minute's worth) may be spent at once. Per process, so N replicas allow N times the rate.
  */
 export class TokenBuckets {
   private readonly buckets = new Map<string, Bucket>();
   private readonly perMs: number;
 
   constructor(
-    private readonly perMinute: number,
+    perMinute: number,
     private readonly clock: Clock,
+    private readonly burst = perMinute,
   ) {
     this.perMs = perMinute / 60_000;
   }
@@ -39,14 +40,14 @@ export class TokenBuckets {
   }
 
   private refilled(bucket: Bucket | undefined, now: number): Bucket {
-    if (!bucket) return { tokens: this.perMinute, at: now };
-    return { tokens: Math.min(this.perMinute, bucket.tokens + Math.max(0, now - bucket.at) * this.perMs), at: now };
+    if (!bucket) return { tokens: this.burst, at: now };
+    return { tokens: Math.min(this.burst, bucket.tokens + Math.max(0, now - bucket.at) * this.perMs), at: now };
   }
 
   /** A full bucket is the same as none: forgetting it bounds memory without changing any answer. */
   private prune(now: number): void {
     for (const [key, bucket] of this.buckets) {
-      if (this.refilled(bucket, now).tokens >= this.perMinute) this.buckets.delete(key);
+      if (this.refilled(bucket, now).tokens >= this.burst) this.buckets.delete(key);
     }
   }
 }

@@ -1,5 +1,6 @@
 import { signToken } from "../auth/jwt";
-import type { Clock } from "../clock";
+import type { Principal } from "../authz/principal";
+import { GatewayError } from "../errors";
 import type { Gateway } from "../app";
 import { createSimulatedDevice, type DeviceClient } from "../device-sdk";
 import type { Logger } from "../logger";
@@ -22,9 +23,13 @@ export interface Demo {
  * Seeds the demo tenant (devices registered once, kept across restarts), connects simulated devices
  * built on the device SDK, and signs demo tokens for each role.
  */
-export async function startDemo(gateway: Gateway, secret: string, topicPrefix: string, clock: Clock, log: Logger): Promise<Demo> {
+export async function startDemo(gateway: Gateway, secret: string, topicPrefix: string, log: Logger): Promise<Demo> {
+  const admin: Principal = { kind: "user", id: "demo", tenant: DEMO_TENANT, roles: ["admin"] };
   for (const device of DEMO_DEVICES) {
-    await gateway.repositories.devices.insert({ ...device, tenant: DEMO_TENANT, online: false, createdAt: clock.now() });
+    // Registered through the service like any device (so the embedded broker lets it in); kept across restarts.
+    await gateway.services.devices.register(admin, device).catch((error: unknown) => {
+      if (!(error instanceof GatewayError && error.code === "CONFLICT")) throw error;
+    });
   }
   const clients: DeviceClient[] = DEMO_DEVICES.map((device) =>
     createSimulatedDevice({ deviceId: device.id, model: device.model, brokerUrl: gateway.mqttUrl, topicPrefix, latencyMs: [100, 400] }),

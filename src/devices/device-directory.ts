@@ -1,4 +1,5 @@
 import type { DeviceRepository } from "../store/device-repository";
+import type { DeviceRegistry } from "../embedded/broker";
 import type { Device } from "./device";
 
 /**
@@ -6,7 +7,7 @@ import type { Device } from "./device";
  * presence (every replica receives every device's presence) and by registrations on any replica (a bus
  * event). The hot path (send, dispatch, replies) asks here, not the store.
  */
-export class DeviceDirectory {
+export class DeviceDirectory implements DeviceRegistry {
   private readonly devices = new Map<string, Device>();
 
   constructor(private readonly repository: DeviceRepository) {}
@@ -26,6 +27,11 @@ export class DeviceDirectory {
     const stored = await this.repository.findById(id);
     if (stored) this.registered(stored);
     return stored;
+  }
+
+  /** The embedded broker's CONNECT check: no store round trip per connection attempt. */
+  isRegisteredDevice(id: string): boolean {
+    return this.devices.has(id);
   }
 
   isOnline(id: string): boolean {

@@ -18,11 +18,11 @@ export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** Device registry: registration by admins, reads filtered by the caller's ability. */
 export class DeviceService {
+  private readonly registeredListeners: Array<(device: Device) => void> = [];
+
   constructor(
     private readonly devices: DeviceRepository,
     private readonly clock: Clock,
-    /** Told of every new device (the directories of all replicas). */
-    private readonly onRegistered: (device: Device) => void = () => undefined,
   ) {}
 
   async register(principal: Principal, request: RegisterDeviceRequest): Promise<Device> {
@@ -34,8 +34,13 @@ export class DeviceService {
     const device: Device = { ...request, tenant: principal.tenant, online: false, createdAt: this.clock.now() };
     if (!allows(abilityOf(principal), "create", "Device", device)) throw forbidden("Only an admin may register devices");
     if (!(await this.devices.insert(device))) throw conflict(`Device id ${JSON.stringify(request.id)} is already registered`, { field: "id" });
-    this.onRegistered(device);
+    for (const listener of this.registeredListeners) listener(device);
     return device;
+  }
+
+  /** Called after each registration in this process, e.g. to let the device into the embedded broker. */
+  onRegistered(listener: (device: Device) => void): void {
+    this.registeredListeners.push(listener);
   }
 
   async get(principal: Principal, id: string): Promise<Device | null> {

@@ -3,20 +3,41 @@ import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { Aedes } from "aedes";
 import type { AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from "aedes";
+import { systemClock } from "../clock";
+import { ThrottledLog } from "../common/throttled-log";
+import { TokenBuckets } from "../common/token-bucket";
 import type { Logger } from "../logger";
 import { DEVICE_ID_PATTERN } from "../mqtt/topics";
 import type { Topics } from "../mqtt/topics";
+import { guardPacketSizes } from "./packet-size-guard";
+
+/** Which client ids are devices; asked at every CONNECT, so it must answer from memory. */
+export interface DeviceRegistry {
+  isRegisteredDevice(id: string): boolean;
+}
+
+export type MqttRefusal =
+  | { action: "connect"; reason: "bad_gateway_password" | "invalid_client_id" | "unregistered_device" | "will_not_allowed" }
+  | { action: "publish"; reason: "reserved_topic" | "too_large" | "not_allowed" | "retain_not_allowed" | "rate_limited" }
+  | { action: "subscribe"; reason: "not_allowed" }
+  | { action: "packet"; reason: "oversized" };
 
 export interface EmbeddedBrokerOptions {
   /** First port to try; if taken, the next ones (up to 100). 0: any free port. */
   port: number;
-  /** Default "0.0.0.0", so devices on the network can reach it. */
+  /** Default "127.0.0.1": devices on other hosts only when asked for (MQTT_HOST), as device ids are their only credential. */
   host?: string;
   topics: Topics;
   /** The gateway's own connections authenticate with these and may publish and subscribe anything. */
   gatewayCredentials: { username: string; password: string };
+  /** Any other client must be a registered device: others are refused at CONNECT, before they can reach the gateway. */
+  devices: DeviceRegistry;
   /** Largest publish payload accepted; default 256 KiB. */
   maxMessageBytes?: number;
+  /** Messages one device may publish per second, with ten seconds' worth as a burst; default 100. Beyond: disconnected. */
+  maxMessagesPerSecond?: number;
+  /** Told of every refusal (for /metrics). */
+  onRefused?: (refusal: MqttRefusal) => void;
   log: Logger;
 }
 
@@ -30,6 +51,14 @@ export interface EmbeddedBroker {
 }
 
 const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024;
+const DEFAULT_MAX_MESSAGES_PER_SECOND = 100;
+const BURST_SECONDS = 10;
+/** Room for a publish's topic (at most 64 KiB by MQTT) and headers on top of its payload. */
+const PACKET_OVERHEAD_BYTES = 64 * 1024 + 16;
+/** A CONNECT holds a client id, credentials and a will (a device's is its presence): far less than this. */
+const MAX_CONNECT_BYTES = 16 * 1024;
+/** Presence is `{"online":true}`; a retained message is kept in memory until replaced. */
+const MAX_RETAINED_BYTES = 1024;
 const PORT_ATTEMPTS = 100;
 
 // CONNACK return codes of MQTT 3.1.1.
@@ -44,7 +73,21 @@ const NOT_AUTHORIZED = 5;
  */
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const log = opts.log.child({ component: "embedded-broker" });
-  const acl = createAcl(opts.topics, opts.gatewayCredentials, opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, log);
+  const refusals = new ThrottledLog(log);
+  const refused = (refusal: MqttRefusal, fields: Record<string, unknown>, message: string) => {
+    opts.onRefused?.(refusal);
+    refusals.warn(`${refusal.action}:${refusal.reason}`, fields, message);
+  };
+  const maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const perSecond = opts.maxMessagesPerSecond ?? DEFAULT_MAX_MESSAGES_PER_SECOND;
+  const acl = createAcl({
+    topics: opts.topics,
+    gateway: opts.gatewayCredentials,
+    devices: opts.devices,
+    maxMessageBytes,
+    rates: new TokenBuckets(perSecond * 60, systemClock, perSecond * BURST_SECONDS),
+    refused,
+  });
   const broker = await Aedes.createBroker({
     preConnect: acl.preConnect,
     authenticate: acl.authenticate,
@@ -59,10 +102,14 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     sockets.add(socket);
     socket.setNoDelay(true);
     socket.on("close", () => sockets.delete(socket));
-    broker.handle(socket);
+    const limits = { firstPacketBytes: MAX_CONNECT_BYTES, packetBytes: maxMessageBytes + PACKET_OVERHEAD_BYTES };
+    const guarded = guardPacketSizes(socket, limits, (announcedBytes) =>
+      refused({ action: "packet", reason: "oversized" }, { remoteAddress: socket.remoteAddress, announcedBytes }, "MQTT connection closed: packet too large"),
+    );
+    broker.handle(guarded);
   });
 
-  const host = opts.host ?? "0.0.0.0";
+  const host = opts.host ?? "127.0.0.1";
   let port: number;
   try {
     port = await listenFromPort(server, host, opts.port);
@@ -123,7 +170,17 @@ interface Acl {
   forget(client: Client): void;
 }
 
-function createAcl(topics: Topics, gateway: { username: string; password: string }, maxMessageBytes: number, log: Logger): Acl {
+interface AclOptions {
+  topics: Topics;
+  gateway: { username: string; password: string };
+  devices: DeviceRegistry;
+  maxMessageBytes: number;
+  /** Per device client id. */
+  rates: TokenBuckets;
+  refused(refusal: MqttRefusal, fields: Record<string, unknown>, message: string): void;
+}
+
+function createAcl({ topics, gateway, devices, maxMessageBytes, rates, refused }: AclOptions): Acl {
   /** Connections that presented the gateway's credentials. */
   const gatewayClients = new WeakSet<Client>();
   /** Client ids the gateway's connections hold now: a device may not take one over (MQTT would disconnect the gateway). */
@@ -143,7 +200,7 @@ function createAcl(topics: Topics, gateway: { username: string; password: string
       const connect = connects.get(client);
       if (username !== undefined && secretEquals(username, gateway.username)) {
         if (password === undefined || !secretEquals(password, gateway.password)) {
-          log.warn({ clientId: client.id }, "MQTT connection refused: wrong gateway password");
+          refused({ action: "connect", reason: "bad_gateway_password" }, { clientId: client.id }, "MQTT connection refused: wrong gateway password");
           return done(refuse(BAD_USERNAME_OR_PASSWORD, "bad user name or password"), false);
         }
         gatewayClients.add(client);
@@ -153,30 +210,48 @@ function createAcl(topics: Topics, gateway: { username: string; password: string
       // Anyone else is a device; devices have no password (CONTRACT §5), their client id is their identity.
       const clientId = connect?.clientId ?? "";
       if (!DEVICE_ID_PATTERN.test(clientId) || gatewayIds.has(clientId)) {
-        log.warn({ clientId }, "MQTT connection refused: not a valid device id");
+        refused({ action: "connect", reason: "invalid_client_id" }, { clientId }, "MQTT connection refused: not a valid device id");
         return done(refuse(IDENTIFIER_REJECTED, "identifier rejected"), false);
       }
+      // Only registered devices get in: what an unknown client would publish never reaches the gateway or the store.
+      if (!devices.isRegisteredDevice(clientId)) {
+        refused({ action: "connect", reason: "unregistered_device" }, { clientId }, "MQTT connection refused: not a registered device");
+        return done(refuse(NOT_AUTHORIZED, "not a registered device"), false);
+      }
       // A will is a publish made later on the device's behalf: refuse the connection now rather than drop it then.
-      if (connect?.will && !devicePublishAllowed(clientId, connect.will.topic)) {
-        log.warn({ clientId, topic: connect.will.topic }, "MQTT connection refused: will topic not allowed for this device");
+      if (connect?.will && (!devicePublishAllowed(clientId, connect.will.topic) || !retainAllowed(clientId, connect.will))) {
+        refused({ action: "connect", reason: "will_not_allowed" }, { clientId, topic: connect.will.topic }, "MQTT connection refused: will not allowed for this device");
         return done(refuse(NOT_AUTHORIZED, "will topic not allowed"), false);
       }
       return done(null, true);
     },
 
-    // Also called by aedes for wills (at the device's disconnect), so they get the same rules.
+    // Also called by aedes for wills (at the device's disconnect), so they get the same rules. MQTT 3.1.1 cannot
+    // refuse one publish: an error here makes aedes close the connection.
     authorizePublish(client, packet, callback) {
-      if (packet.topic.startsWith("$SYS")) return callback(new Error("$SYS topics are reserved"));
-      const size = typeof packet.payload === "string" ? Buffer.byteLength(packet.payload) : packet.payload.length;
+      if (packet.topic.startsWith("$SYS")) {
+        refused({ action: "publish", reason: "reserved_topic" }, { clientId: client?.id, topic: packet.topic }, "MQTT publish refused: $SYS topics are reserved");
+        return callback(new Error("$SYS topics are reserved"));
+      }
+      const size = payloadBytes(packet);
       if (size > maxMessageBytes) {
-        log.warn({ clientId: client?.id, topic: packet.topic, size, maxMessageBytes }, "MQTT publish refused: payload too large");
+        refused({ action: "publish", reason: "too_large" }, { clientId: client?.id, topic: packet.topic, size, maxMessageBytes }, "MQTT publish refused: payload too large");
         return callback(new Error("payload too large"));
       }
       if (client && gatewayClients.has(client)) return callback(null);
       // A null client is a will left by a broker instance that is gone; there is only this one, so refuse.
       if (!client || !devicePublishAllowed(client.id, packet.topic)) {
-        log.warn({ clientId: client?.id, topic: packet.topic }, "MQTT publish refused: topic not allowed for this device");
+        refused({ action: "publish", reason: "not_allowed" }, { clientId: client?.id, topic: packet.topic }, "MQTT publish refused: topic not allowed for this device");
         return callback(new Error("publish not authorized"));
+      }
+      // Retained messages stay in the broker's memory: the contract retains presence only.
+      if (!retainAllowed(client.id, packet)) {
+        refused({ action: "publish", reason: "retain_not_allowed" }, { clientId: client.id, topic: packet.topic, size }, "MQTT publish refused: only a small presence may be retained");
+        return callback(new Error("retain not allowed"));
+      }
+      if (!rates.take(client.id).allowed) {
+        refused({ action: "publish", reason: "rate_limited" }, { clientId: client.id }, "MQTT publish refused: device over its message rate; disconnected");
+        return callback(new Error("message rate exceeded"));
       }
       callback(null);
     },
@@ -184,7 +259,7 @@ function createAcl(topics: Topics, gateway: { username: string; password: string
     // A refused subscription is granted 128 (failure) in the SUBACK; the connection stays open.
     authorizeSubscribe(client, sub, callback) {
       if (gatewayClients.has(client) || sub.topic === topics.commands(client.id)) return callback(null, sub);
-      log.warn({ clientId: client.id, topic: sub.topic }, "MQTT subscription refused: topic not allowed for this device");
+      refused({ action: "subscribe", reason: "not_allowed" }, { clientId: client.id, topic: sub.topic }, "MQTT subscription refused: topic not allowed for this device");
       callback(null, null);
     },
 
@@ -197,6 +272,14 @@ function createAcl(topics: Topics, gateway: { username: string; password: string
     const parsed = topics.parseDeviceTopic(topic);
     return parsed !== undefined && parsed.deviceId === deviceId && parsed.kind !== "commands";
   }
+
+  function retainAllowed(deviceId: string, message: { topic: string; retain?: boolean; payload: string | Buffer }): boolean {
+    return !message.retain || (message.topic === topics.presence(deviceId) && payloadBytes(message) <= MAX_RETAINED_BYTES);
+  }
+}
+
+function payloadBytes(message: { payload: string | Buffer }): number {
+  return typeof message.payload === "string" ? Buffer.byteLength(message.payload) : message.payload.length;
 }
 
 /** Constant-time whatever the lengths: compares fixed-size digests. */

@@ -44,6 +44,12 @@ export class Metrics {
     labelNames: ["outcome"] as const,
     registers: [this.registry],
   });
+  readonly mqttRefused = new Counter({
+    name: "gateway_mqtt_refused_total",
+    help: "What the embedded broker refused: connections, publishes, subscriptions and oversized packets, by reason",
+    labelNames: ["action", "reason"] as const,
+    registers: [this.registry],
+  });
   readonly httpRequests = new Counter({
     name: "gateway_http_requests_total",
     help: "HTTP requests by route and status code",

@@ -1,4 +1,4 @@
-import type { GraphQLFormattedError } from "graphql";
+import { GraphQLError, type GraphQLFormattedError } from "graphql";
 import type { Logger } from "../logger";
 import { isStoreUnavailableError } from "../store/database";
 
@@ -24,8 +24,15 @@ export function createFormatError(log: Logger) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const code = String(formatted.extensions?.code ?? "INTERNAL_SERVER_ERROR");
     if (PUBLIC_CODES.has(code)) {
-      const { stacktrace: _stack, ...extensions } = formatted.extensions ?? {};
+      // `http` is Apollo's (it strips it for HTTP); graphql-ws results would carry it.
+      const { stacktrace: _stack, http: _http, ...extensions } = formatted.extensions ?? {};
       return { ...formatted, extensions: { ...extensions, code } };
+    }
+    // Apollo's own refusals of a request (an APQ hash that does not match its query, an unknown APQ
+    // version) come with an HTTP 4xx status and no code: they are the caller's errors, not ours.
+    const status = (error as { extensions?: { http?: { status?: unknown } } }).extensions?.http?.status;
+    if (error instanceof GraphQLError && !error.originalError && typeof status === "number" && status >= 400 && status < 500) {
+      return { message: formatted.message, locations: formatted.locations, path: formatted.path, extensions: { code: "BAD_REQUEST" } };
     }
     const original = (error as { originalError?: unknown }).originalError ?? error;
     if (isStoreUnavailableError(original)) {

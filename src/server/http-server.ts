@@ -4,8 +4,9 @@ import { ApolloServer } from "@apollo/server";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
 import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/disabled";
 import { expressMiddleware } from "@as-integrations/express5";
+import cors from "cors";
 import express, { type ErrorRequestHandler } from "express";
-import { GraphQLError, type GraphQLSchema } from "graphql";
+import { getOperationAST, type GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Authenticator } from "../auth/authenticator";
@@ -17,6 +18,7 @@ import { costLimitPlugin, LIMIT_RULES, PARSE_OPTIONS, prepareOperation } from ".
 import type { GatewayContext } from "../../resolvers/context.type";
 import { credentialsFromConnectionParams, credentialsFromHeaders, principalForRequest } from "./context";
 import { createFormatError } from "./format-error";
+import { refuseOperation } from "./operation-guards";
 
 export interface HttpServerOptions {
   schema: GraphQLSchema;
@@ -30,6 +32,8 @@ export interface HttpServerOptions {
   host: string;
   /** Introspection, the landing page and schema hints in errors ("Did you mean …?"). */
   introspection: boolean;
+  /** Origins a browser may call /graphql from (CORS); empty: same origin only. */
+  corsOrigins: string[];
   log: Logger;
 }
 
@@ -56,6 +60,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   app.disable("x-powered-by");
   const server = createServer(app);
 
+  const formatError = createFormatError(log);
   const wsServer = new WebSocketServer({ server, path: GRAPHQL_PATH, maxPayload: MAX_BODY_BYTES });
   const authenticated = new Map<WebSocket, Principal>();
   const wsCleanup = useServer<Record<string, unknown>, { principal: Principal }>(
@@ -87,9 +92,15 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
       onSubscribe: (_ctx, _id, payload) => {
         const prepared = prepareOperation(schema, payload);
         if (!("document" in prepared)) return prepared;
+        const refusal = refuseOperation(getOperationAST(prepared.document, prepared.operationName)?.operation, "ws", options.isStoreAvailable);
+        if (refusal) return [refusal];
         metrics.subscriptions.inc();
         return prepared;
       },
+      // The same formatting and masking as HTTP: codes kept, internal errors logged and answered without their message.
+      onNext: (_ctx, _id, _payload, _args, result) =>
+        result.errors ? { ...result, errors: result.errors.map((error) => formatError(error.toJSON(), error)) } : undefined,
+      onError: (_ctx, _id, _payload, errors) => errors.map((error) => formatError(error.toJSON(), error)),
       onComplete: () => {
         metrics.subscriptions.dec();
       },
@@ -104,11 +115,12 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
 
   const apollo = new ApolloServer<GatewayContext>({
     schema,
-    formatError: createFormatError(log),
+    formatError,
     introspection: options.introspection,
     hideSchemaDetailsFromClientErrors: !options.introspection,
     includeStacktraceInErrorResponses: false,
-    // main.ts stops everything on SIGTERM/SIGINT; Apollo's own handler would stop it a second time, concurrently, and hang the shutdown.
+    // main.ts owns SIGTERM/SIGINT and stops everything in order; Apollo's own handlers (on outside
+    // NODE_ENV=test) would stop the server under it and hold the shutdown until it was forced.
     stopOnTerminationSignals: false,
     validationRules: LIMIT_RULES,
     parseOptions: PARSE_OPTIONS,
@@ -128,9 +140,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
         async requestDidStart() {
           return {
             async didResolveOperation({ operation }) {
-              if (operation?.operation === "mutation" && !options.isStoreAvailable()) {
-                throw new GraphQLError("The store is unavailable; try again", { extensions: { code: "UNAVAILABLE", http: { status: 503 } } });
-              }
+              const refusal = refuseOperation(operation?.operation, "http", options.isStoreAvailable);
+              if (refusal) throw refusal;
             },
           };
         },
@@ -156,6 +167,10 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   });
   app.use(
     GRAPHQL_PATH,
+    // Off unless origins are listed. Credentials travel in headers, never cookies: no `credentials`.
+    ...(options.corsOrigins.length
+      ? [cors({ origin: options.corsOrigins, methods: ["GET", "POST"], allowedHeaders: ["content-type", "authorization", "x-api-key"], maxAge: 600 })]
+      : []),
     express.json({ limit: MAX_BODY_BYTES }),
     expressMiddleware(apollo, {
       context: async ({ req }) => ({ principal: await principalForRequest(authenticator, credentialsFromHeaders(req.headers)) }),

@@ -78,12 +78,25 @@ export function prepareOperation(
   try {
     document = parse(payload.query, PARSE_OPTIONS);
   } catch (error) {
-    return [error instanceof GraphQLError ? error : new GraphQLError("Query could not be parsed")];
+    return [withCode(error instanceof GraphQLError ? error : new GraphQLError("Query could not be parsed"), "GRAPHQL_PARSE_FAILED")];
   }
   const errors = validate(schema, document, [...specifiedRules, ...LIMIT_RULES]);
-  if (errors.length) return errors;
+  if (errors.length) return errors.map((error) => withCode(error, "GRAPHQL_VALIDATION_FAILED"));
   const variables = payload.variables ?? undefined;
   const costError = costLimitError(schema, document, variables, payload.operationName);
   if (costError) return [costError];
   return { schema, document, variableValues: variables, operationName: payload.operationName ?? undefined };
+}
+
+/** The code Apollo gives the same failure over HTTP, so that the shared error formatting keeps the message. */
+function withCode(error: GraphQLError, code: string): GraphQLError {
+  if (error.extensions.code) return error;
+  return new GraphQLError(error.message, {
+    nodes: error.nodes,
+    source: error.source,
+    positions: error.positions,
+    path: error.path,
+    originalError: error.originalError,
+    extensions: { ...error.extensions, code },
+  });
 }

@@ -1,8 +1,9 @@
 /**
  * JSON from outside (payloads, device results) is stored as data. MongoDB-wire stores refuse keys that
- * start with `$` or contain `.` (FerretDB everywhere, MongoDB before 5.0), so such keys are escaped on
- * the way in and restored on the way out: `~` → `~0`, `.` → `~1`, a leading `$` → `~2`. Keys without
- * those characters are stored as they are.
+ * start with `$` or contain `.` (FerretDB everywhere, MongoDB before 5.0), and BSON cannot hold a NUL in
+ * a key (keys are C strings), so such keys are escaped on the way in and restored on the way out:
+ * `~` → `~0`, `.` → `~1`, a leading `$` → `~2`, NUL → `~3`. Keys without those characters are stored
+ * as they are.
  */
 export function escapeJsonKeys(value: unknown): unknown {
   return mapKeys(value, escapeJsonKey);
@@ -10,11 +11,11 @@ export function escapeJsonKeys(value: unknown): unknown {
 
 /** One key, escaped: safe as a segment of a dotted field path. */
 export function escapeJsonKey(key: string): string {
-  return key.replace(/~/g, "~0").replace(/\./g, "~1").replace(/^\$/, "~2");
+  return key.replace(/~/g, "~0").replace(/\./g, "~1").replace(/^\$/, "~2").replace(/\0/g, "~3");
 }
 
 export function unescapeJsonKeys(value: unknown): unknown {
-  return mapKeys(value, (key) => (key.includes("~") ? key.replace(/~([012])/g, (_, code: string) => ["~", ".", "$"][Number(code)]!) : key));
+  return mapKeys(value, (key) => (key.includes("~") ? key.replace(/~([0-3])/g, (_, code: string) => ["~", ".", "$", "\0"][Number(code)]!) : key));
 }
 
 function mapKeys(value: unknown, rename: (key: string) => string): unknown {

@@ -9,9 +9,9 @@ import { waitForStatus } from "../kit/gateway";
 import { startGatewayProcess, type GatewayProcess } from "../kit/process";
 import { processesMentioning } from "../kit/process-groups";
 
-/** The embedded default, as `npm start` runs it: no store or broker configured, the demo on. */
+/** The embedded default, as `npm start` runs it in production: no store or broker configured, the demo on. */
 async function startEmbedded(dataDir: string) {
-  const gateway = await startGatewayProcess({ DATA_DIR: dataDir, MQTT_PORT: "0", MONGODB_URI: "", MQTT_URL: "", JWT_SECRET: "", DEMO: "1" });
+  const gateway = await startGatewayProcess({ NODE_ENV: "production", DATA_DIR: dataDir, MQTT_PORT: "0", MONGODB_URI: "", MQTT_URL: "", JWT_SECRET: "", DEMO: "1" });
   const token = /operator: (\S+)/.exec(gateway.output())?.[1];
   assert.ok(token, "demo tokens are printed");
   return { gateway, operator: new GraphQLTestClient(gateway.url, { token }) };
@@ -19,6 +19,21 @@ async function startEmbedded(dataDir: string) {
 
 /** FerretDB processes serving `dataDir`. */
 const ferretdbProcessesFor = (dataDir: string) => processesMentioning(dataDir).filter((line) => line.includes("ferretdb"));
+
+/** The shutdown of the README: the broker, then the store, then "stopped"; never the forced exit. By log time, as lines may interleave. */
+function assertStoppedInOrder(output: string) {
+  const lines = output.split("\n").flatMap((line): Array<{ msg?: string; time?: number }> => {
+    try {
+      return [JSON.parse(line)];
+    } catch {
+      return []; // the demo's instructions
+    }
+  });
+  const at = (message: string) => lines.find((line) => line.msg === message)?.time ?? Number.NaN;
+  assert.equal(lines.some((line) => line.msg?.startsWith("shutdown took longer")), false, output);
+  const steps = ["stopping", "embedded MQTT broker closed", "embedded store (FerretDB) stopped", "stopped"].map(at);
+  assert.ok(steps.every((time, i) => Number.isFinite(time) && (i === 0 || time >= steps[i - 1]!)), `${steps.join(" ")}\n${output}`);
+}
 
 describe("npm start (embedded default)", () => {
   const dataDir = mkdtempSync(join(tmpdir(), "gateway-e2e-"));
@@ -44,7 +59,9 @@ describe("npm start (embedded default)", () => {
       const metrics = await (await fetch(`${first.url}/metrics`)).text();
       assert.match(metrics, /gateway_command_transitions_total\{status="SUCCEEDED"\} [1-9]/);
 
+      // NODE_ENV=production is where Apollo would install its own signal handlers: the README's sequence runs instead.
       assert.equal(await first.stop(), 0, first.output());
+      assertStoppedInOrder(first.output());
       assert.deepEqual(first.leftBehind(), [], "the gateway stopped everything it started");
       assert.deepEqual(ferretdbProcessesFor(dataDir), [], "no FerretDB left running");
 
@@ -53,6 +70,7 @@ describe("npm start (embedded default)", () => {
       const { command } = await again.data(CommandDocument, { id: sendCommand.id });
       assert.equal(command?.status, "SUCCEEDED");
       assert.equal(await second.stop(), 0, second.output());
+      assertStoppedInOrder(second.output());
       assert.deepEqual(second.leftBehind(), []);
       assert.deepEqual(ferretdbProcessesFor(dataDir), []);
     } finally {

@@ -4,23 +4,43 @@ import net from "node:net";
 import { after, before, describe, it } from "node:test";
 import { connectAsync } from "mqtt";
 import type { IClientOptions, MqttClient } from "mqtt";
+import type { DeviceRegistry } from "../../src/embedded/broker";
 import { startEmbeddedBroker } from "../../src/embedded/broker";
-import type { EmbeddedBroker } from "../../src/embedded/broker";
+import type { EmbeddedBroker, MqttRefusal } from "../../src/embedded/broker";
 import { findFreePort } from "../../src/embedded/free-port";
 import { createLogger } from "../../src/logger";
 import { createTopics } from "../../src/mqtt/topics";
+import { fixedHeader } from "../kit/mqtt-wire";
 
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");
 const topics = createTopics("iot");
 const gatewayCredentials = { username: "gateway", password: "s3cret-gateway-password" };
 const MAX_MESSAGE_BYTES = 1024;
+/** The devices these tests connect as; anything else is an unregistered client. */
+/** A registry the test can add to, as registerDevice adds to the gateway's device directory. */
+const registryOf = (ids: string[]): DeviceRegistry & { add(id: string): void } => {
+  const known = new Set(ids);
+  return { isRegisteredDevice: (id) => known.has(id), add: (id) => void known.add(id) };
+};
+const registered = () => registryOf(["d1", "d1-telemetry", "d1-sub", "d1-will", "good-id_1.x:y", "gateway-1", "d1-retain", "d1-big"]);
 
 describe("embedded MQTT broker", () => {
   let broker: EmbeddedBroker;
   const clients: MqttClient[] = [];
+  const devices = registered();
+  const refusals: MqttRefusal[] = [];
 
   before(async () => {
-    broker = await startEmbeddedBroker({ port: 0, host: "127.0.0.1", topics, gatewayCredentials, maxMessageBytes: MAX_MESSAGE_BYTES, log });
+    broker = await startEmbeddedBroker({
+      port: 0,
+      host: "127.0.0.1",
+      topics,
+      gatewayCredentials,
+      devices,
+      maxMessageBytes: MAX_MESSAGE_BYTES,
+      onRefused: (refusal) => refusals.push(refusal),
+      log,
+    });
   });
   after(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
@@ -66,12 +86,12 @@ describe("embedded MQTT broker", () => {
    * A forbidden publish is not delivered. Not a timing guess: after it, a control message that is allowed goes
    * to the same observer; once that has arrived (plus a margin), the forbidden one would have too.
    */
-  const assertNotDelivered = async (publisher: MqttClient, topic: string, payload: string | Buffer) => {
+  const assertNotDelivered = async (publisher: MqttClient, topic: string, payload: string | Buffer, options: { retain?: boolean } = {}) => {
     const observer = await gateway();
     await observer.subscribeAsync("iot/#", { qos: 1 });
     const observed = recorder(observer);
     const marker = typeof payload === "string" ? payload : payload.subarray(0, 36).toString();
-    publisher.publish(topic, payload, { qos: 1 }, () => undefined);
+    publisher.publish(topic, payload, { qos: 1, ...options }, () => undefined);
     // MQTT 3.1.1 cannot refuse a single publish: aedes drops the connection. Wait for that, or at most a second.
     await Promise.race([new Promise<void>((resolve) => publisher.once("close", () => resolve())), sleep(1000)]);
     const control = `control-${randomUUID()}`;
@@ -182,10 +202,41 @@ describe("embedded MQTT broker", () => {
     await onGateway.waitFor(lastWords);
   });
 
+  it("refuses an unregistered client id at CONNECT (5), lets it in once registered, and counts the refusal", async () => {
+    const stranger = `stranger-${randomUUID()}`;
+    const before = refusals.filter((r) => r.reason === "unregistered_device").length;
+    assert.equal(await refusalCode({ clientId: stranger }), 5);
+    assert.equal(refusals.filter((r) => r.reason === "unregistered_device").length, before + 1);
+    devices.add(stranger);
+    assert.equal(await refusalCode({ clientId: stranger }), "connected");
+  });
+
+  it("closes a connection whose CONNECT announces more than it accepts, from the fixed header alone", async () => {
+    // 0x10 CONNECT, remaining length 200 MB (varint), and not one byte of the body.
+    const announced = 200 * 1024 * 1024;
+    const closed = await rawConnectionClosed(broker.port, fixedHeader(0x10, announced));
+    assert.equal(closed, true, "the broker waited for the announced body instead of closing");
+    assert.ok(refusals.some((r) => r.action === "packet" && r.reason === "oversized"));
+  });
+
+  it("closes a connected device that announces a PUBLISH larger than it accepts", async () => {
+    const d1 = await device("d1-big");
+    const closed = new Promise<void>((resolve) => d1.stream.once("close", () => resolve()));
+    d1.stream.write(fixedHeader(0x30, MAX_MESSAGE_BYTES + 70 * 1024));
+    await closed;
+  });
+
+  it("refuses retained messages except a small presence of the device's own", async () => {
+    await assertNotDelivered(await device("d1-retain"), topics.telemetry("d1-retain"), `retained-telemetry-${randomUUID()}`, { retain: true });
+    const bulky = JSON.stringify({ online: true, pad: "x".repeat(2000), n: `bulky-${randomUUID()}` });
+    await assertNotDelivered(await device("d1-retain"), topics.presence("d1-retain"), bulky, { retain: true });
+    assert.ok(refusals.some((r) => r.action === "publish" && r.reason === "retain_not_allowed"));
+  });
+
   it("takes the next port when the requested one is in use", async () => {
     const { port, blocker } = await occupyPortWithFreeNeighbour();
     try {
-      const other = await startEmbeddedBroker({ port, host: "127.0.0.1", topics, gatewayCredentials, log });
+      const other = await startEmbeddedBroker({ port, host: "127.0.0.1", topics, gatewayCredentials, devices: registered(), log });
       try {
         assert.equal(other.port, port + 1);
         assert.equal(other.url, `mqtt://127.0.0.1:${port + 1}`);
@@ -199,6 +250,53 @@ describe("embedded MQTT broker", () => {
     }
   });
 });
+
+describe("embedded MQTT broker: messages per device", () => {
+  it("disconnects a device past its rate (the burst is ten seconds' worth) and counts it; other devices are unaffected", async () => {
+    const refusals: MqttRefusal[] = [];
+    const broker = await startEmbeddedBroker({
+      port: 0,
+      host: "127.0.0.1",
+      topics,
+      gatewayCredentials,
+      devices: registryOf(["flooder", "quiet"]),
+      maxMessagesPerSecond: 2,
+      onRefused: (refusal) => refusals.push(refusal),
+      log,
+    });
+    const options = { protocolVersion: 4 as const, reconnectPeriod: 0 };
+    const flooder = await connectAsync(broker.url, { ...options, clientId: "flooder" });
+    const quiet = await connectAsync(broker.url, { ...options, clientId: "quiet" });
+    try {
+      const closed = new Promise<void>((resolve) => flooder.stream.once("close", () => resolve()));
+      for (let i = 0; i < 100 && !flooder.stream.destroyed; i++) flooder.publish(topics.telemetry("flooder"), `{"n":${i}}`, { qos: 0 });
+      await closed;
+      assert.ok(refusals.some((r) => r.action === "publish" && r.reason === "rate_limited"));
+      await quiet.publishAsync(topics.telemetry("quiet"), "{}", { qos: 1 });
+      assert.equal(quiet.connected, true);
+    } finally {
+      await Promise.all([flooder.endAsync(true), quiet.endAsync(true)]);
+      await broker.close();
+    }
+  });
+});
+
+/** Writes `bytes` on a raw TCP connection; true once the broker closes it (false if it is still open after 10 s). */
+function rawConnectionClosed(port: number, bytes: Buffer): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => socket.write(bytes));
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(false);
+    }, 10_000);
+    socket.on("error", () => undefined);
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    socket.on("timeout", reject);
+  });
+}
 
 /** The SUBACK's return codes; mqtt.js rejects a SUBACK that holds a failure (128), so read them from the error too. */
 async function grantedQos(client: MqttClient, filters: string[]): Promise<number[]> {

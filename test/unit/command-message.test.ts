@@ -108,8 +108,18 @@ describe("deviceReplySchema: rejects malformed replies", () => {
     ["not an object", "DELIVERED"],
     ["null", null],
     ["an array", [{ id: "cmd-1", status: "DELIVERED" }]],
+    ["SUCCEEDED with a result nested 8000 deep", { id: "cmd-1", status: "SUCCEEDED", result: nested(8000) }],
+    ["SUCCEEDED with a result nested 33 deep", { id: "cmd-1", status: "SUCCEEDED", result: nested(33) }],
   ];
   for (const [label, reply] of rejected) {
     it(label, () => assert.equal(deviceReplySchema.safeParse(reply).success, false));
   }
+  it("a result 32 levels deep is accepted", () => assert.equal(deviceReplySchema.safeParse({ id: "cmd-1", status: "SUCCEEDED", result: nested(32) }).success, true));
 });
+
+/** `{ a: { a: … 1 } }` with `levels` objects, built without recursion. */
+function nested(levels: number): Record<string, unknown> {
+  let value: Record<string, unknown> = { a: 1 };
+  for (let i = 1; i < levels; i++) value = { a: value };
+  return value;
+}

@@ -131,10 +131,25 @@ describe("config: each malformed variable throws a one-line ConfigError naming i
   it("MQTT_SHARED_GROUP with /", () => refuses({ MQTT_SHARED_GROUP: "a/b" }, "MQTT_SHARED_GROUP"));
   it("MQTT_SHARED_GROUP with a wildcard", () => refuses({ MQTT_SHARED_GROUP: "g+" }, "MQTT_SHARED_GROUP"));
   it("DEMO=maybe", () => refuses({ DEMO: "maybe" }, "DEMO"));
+  it("CORS_ORIGINS with a path, a wildcard or no scheme", () => {
+    for (const value of ["https://a.example/app", "*", "a.example", "https://a.example,ftp://b.example"]) refuses({ CORS_ORIGINS: value }, "CORS_ORIGINS");
+  });
+  it("MQTT_CLIENT_MESSAGES_PER_SECOND=0", () => refuses({ MQTT_CLIENT_MESSAGES_PER_SECOND: "0" }, "MQTT_CLIENT_MESSAGES_PER_SECOND"));
   it("external store and broker without any JWT setting", () =>
     refuses({ MONGODB_URI: "mongodb://db:27017", MQTT_URL: "mqtt://broker:1883" }, "JWT_SECRET", "JWT_JWKS_URL"));
   it("the first bad variable is named even when several are bad", () => {
     assert.throws(() => loadConfig({ PORT: "abc", DEMO: "maybe" }), (e: unknown) => e instanceof ConfigError && ["PORT", "DEMO"].includes(e.variable));
+  });
+});
+
+describe("config: the embedded broker's address and CORS", () => {
+  it("the embedded broker listens on loopback unless MQTT_HOST says otherwise; CORS is off unless origins are listed", () => {
+    const config = loadConfig({});
+    assert.deepEqual([config.mqttHost, config.mqttClientMessagesPerSecond, config.corsOrigins], ["127.0.0.1", 100, []]);
+    assert.equal(loadConfig({ MQTT_HOST: "0.0.0.0" }).mqttHost, "0.0.0.0");
+  });
+  it("CORS_ORIGINS is a comma-separated list of origins", () => {
+    assert.deepEqual(loadConfig({ CORS_ORIGINS: "https://console.example.com, http://localhost:5173" }).corsOrigins, ["https://console.example.com", "http://localhost:5173"]);
   });
 });
 

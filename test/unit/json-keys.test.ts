@@ -23,9 +23,13 @@ describe("JSON keys stored as data", () => {
 
   it("restores exactly what came in, including keys that look like escapes", () => {
     assert.deepEqual(unescapeJsonKeys(escapeJsonKeys(hostile)), hostile);
-    for (const key of ["~0", "~1", "~2", "~~", "$~0.", ".$", "~01"]) {
+    for (const key of ["~0", "~1", "~2", "~3", "~~", "$~0.", ".$", "~01", "a\u0000b", "\u0000~3"]) {
       assert.deepEqual(unescapeJsonKeys(escapeJsonKeys({ [key]: key })), { [key]: key }, key);
     }
+  });
+
+  it("escapes a NUL in a key (BSON keys are C strings)", () => {
+    assert.deepEqual(escapeJsonKeys({ "a\u0000b": { "\u0000": 1 } }), { "a~3b": { "~3": 1 } });
   });
 
   it("leaves scalars and documents without such keys as they are", () => {

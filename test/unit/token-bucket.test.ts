@@ -21,6 +21,18 @@ describe("token buckets (mutation rate limit)", () => {
     assert.equal(buckets.take("a").allowed, false);
   });
 
+  it("a smaller burst caps what may be spent at once without changing the rate", () => {
+    const clock = manualClock();
+    const buckets = new TokenBuckets(600, clock, 3); // 10 a second, 3 at once
+    for (let i = 0; i < 3; i++) assert.equal(buckets.take("a").allowed, true);
+    assert.equal(buckets.take("a").allowed, false);
+    clock.advance(60_000);
+    for (let i = 0; i < 3; i++) assert.equal(buckets.take("a").allowed, true);
+    assert.equal(buckets.take("a").allowed, false);
+    clock.advance(100);
+    assert.equal(buckets.take("a").allowed, true);
+  });
+
   it("keeps principals apart", () => {
     const buckets = new TokenBuckets(1, manualClock());
     assert.equal(buckets.take("a").allowed, true);
