@@ -6,21 +6,7 @@ export interface MemorySample {
   heapUsed: number;
 }
 
-/** One closed-loop run of the floor: `concurrency` commands in flight for `durationMs`. */
-export interface FloorRunRequest {
-  concurrency: number;
-  durationMs: number;
-  deviceIds: string[];
-}
-
-export interface FloorRunResult {
-  completed: number;
-  elapsedMs: number;
-  /** Insert to SUCCEEDED update done, per command, ms. */
-  latenciesMs: number[];
-}
-
-export type ChildRequestBody = { kind: "memory" } | { kind: "run"; run: FloorRunRequest } | { kind: "stop" };
+export type ChildRequestBody = { kind: "memory" } | { kind: "storeOps" } | { kind: "stop" };
 export type ChildRequest = ChildRequestBody & { id: number };
 
 export type ChildReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };
@@ -32,6 +18,8 @@ export interface ReadyMessage {
   port?: number;
   /** Where the devices connect. */
   mqttUrl: string;
+  /** Floor only: how the bench connects to the floor's broker to send requests and receive transitions. */
+  benchCredentials?: { username?: string; password?: string };
 }
 
 /** Request/reply over the IPC channel of a forked child. */

@@ -1,5 +1,6 @@
 import "reflect-metadata";
 import { randomBytes } from "node:crypto";
+import type { MongoClient } from "mongodb";
 import { AlertService } from "./alerts/alert-service";
 import { ApiKeyService } from "./apikeys/api-key-service";
 import { Authenticator } from "./auth/authenticator";
@@ -51,6 +52,8 @@ export interface Gateway {
   /** Where devices reach the broker the gateway uses. */
   mqttUrl: string;
   mongodbUri: string;
+  /** The driver's client, for observers such as the benchmark's count of store commands. */
+  storeClient: MongoClient;
   /** Set when no JWT configuration was given and a random secret was made (the embedded default). */
   generatedJwtSecret?: string;
   services: { commands: CommandService; devices: DeviceService; catalog: CommandCatalog; apiKeys: ApiKeyService; rules: RuleService };
@@ -254,6 +257,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       port: http.port,
       mqttUrl,
       mongodbUri,
+      storeClient: database.client,
       generatedJwtSecret,
       services: { commands: commandService, devices: deviceService, catalog, apiKeys: apiKeyService, rules: ruleService },
       repositories: {
