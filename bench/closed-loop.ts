@@ -55,8 +55,10 @@ export interface Side {
 
 export interface RunResult {
   completed: number;
-  /** Commands that ended other than SUCCEEDED, or whose end never arrived. */
+  /** Commands that ended other than SUCCEEDED, whose end never arrived, or whose send was refused. */
   failed: number;
+  /** Why sends were refused, by message, e.g. the gateway's UNAVAILABLE when its store times out. */
+  sendErrors: Record<string, number>;
   elapsedMs: number;
   /** Send start to the arrival of SUCCEEDED at the subscriber, per completed command, ms. */
   latenciesMs: number[];
@@ -69,6 +71,7 @@ const SETTLE_TIMEOUT_MS = 30_000;
 export async function runClosedLoop(side: Side, deviceIds: readonly string[], concurrency: number, durationMs: number): Promise<RunResult> {
   const latenciesMs: number[] = [];
   let failed = 0;
+  const sendErrors: Record<string, number> = {};
   const started = performance.now();
   const until = started + durationMs;
   await Promise.all(
@@ -76,12 +79,20 @@ export async function runClosedLoop(side: Side, deviceIds: readonly string[], co
       for (let i = 0; performance.now() < until; i++) {
         const deviceId = deviceIds[(worker + i * concurrency) % deviceIds.length]!;
         const start = performance.now();
-        const id = await side.send(deviceId);
+        let id: string;
+        try {
+          id = await side.send(deviceId);
+        } catch (error) {
+          failed++;
+          const message = (error as Error).message.slice(0, 200);
+          sendErrors[message] = (sendErrors[message] ?? 0) + 1;
+          continue;
+        }
         const settled = await side.completions.wait(id, SETTLE_TIMEOUT_MS);
         if (settled.status === "SUCCEEDED") latenciesMs.push(settled.at - start);
         else failed++;
       }
     }),
   );
-  return { completed: latenciesMs.length, failed, elapsedMs: performance.now() - started, latenciesMs };
+  return { completed: latenciesMs.length, failed, sendErrors, elapsedMs: performance.now() - started, latenciesMs };
 }

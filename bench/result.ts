@@ -9,6 +9,8 @@ export interface RunSample {
   commandsPerSec: number;
   completed: number;
   failed: number;
+  /** Refused sends by message (counted in `failed`). */
+  sendErrors: Record<string, number>;
   /** Store commands the side issued during the run. */
   storeOps: number;
   /** Documents in `commands` during the run: the most seen by the clearer (every second), and at the end. */
@@ -79,6 +81,7 @@ export interface BenchResult {
     spread: Spread;
     seedingSeconds: number;
     documents: number;
+    runs: RunSample[];
   };
   idle: { seededCommands: number; onlineDevices: number; seconds: number; storeCpuPercent: number; gatewayCpuPercent: number; storeProcesses: number };
   fanout: FanoutStage & { stages: FanoutStage[]; measures: string };
@@ -176,11 +179,12 @@ export function resultTable(result: BenchResult): string {
       const cell = (p: Percentiles) => `${fmt(p.n >= MIN_SAMPLES_FOR_P99 ? p.p99 : p.max)} ${tailLabel(p)}`;
       return [`latency tail (ms, ${l.concurrency} in flight)`, ...SIDES.map((s) => cell(l[s])), `${ratio(tf.a, tf.b)} (${tf.label}s)`, `${ratio(tl.a, tl.b)} (${tl.label}s)`];
     })(),
+    ["failed commands, all levels (ended otherwise, lost, or refused)", ...SIDES.map((s) => String(t.levels[s].reduce((sum, x) => sum + x.failed, 0))), "", ""],
     ["store commands per completed command", ...SIDES.map((s) => fmt(result.storeOpsPerCommand[s])), "", ""],
     ["largest `commands` collection during the compared level (documents)", ...SIDES.map((s) => String(levelOf(s, t.concurrency)?.documentsMax ?? "n/a")), "", ""],
     [
       `throughput with ${result.history.seededCommands} final commands stored (${result.history.concurrency} in flight, median (min–max))`,
-      `${fmt(result.history.gatewayCommandsPerSec)} (${fmt(result.history.spread.min)}–${fmt(result.history.spread.max)})`,
+      `${fmt(result.history.gatewayCommandsPerSec)} (${fmt(result.history.spread.min)}–${fmt(result.history.spread.max)}), ${result.history.runs.reduce((sum, r) => sum + r.failed, 0)} failed`,
       "",
       "",
       `${fmt(result.history.ratioToEmpty)} of empty (${fmt(result.history.emptyCommandsPerSec)})`,

@@ -108,7 +108,7 @@ describe("bench: result shape", () => {
     storeOpsPerCommand: 4,
     storeOps: { insert: 30, findAndModify: 90 },
     documentsMax: 12,
-    runs: [{ commandsPerSec, completed: 10, failed: 0, storeOps: 40, documentsMax: 12 }],
+    runs: [{ commandsPerSec, completed: 10, failed: 0, sendErrors: {}, storeOps: 40, documentsMax: 12 }],
   });
   const stage = { subscribers: 1000, deliveries: 4000, p50Ms: 20, p99Ms: 90, maxMs: 120, rssMb: 150 };
   const latency = (p50: number, p99: number, n = 300) => ({ n, p50, p95: p50 * 2, p99, max: p99 + 5 });
@@ -125,7 +125,7 @@ describe("bench: result shape", () => {
     },
     latencyMs: { gateway: latency(10, 30), floor: latency(8, 25), limit: latency(6, 20), concurrency: 1, measuredTo: "a subscriber" },
     storeOpsPerCommand: { gateway: 3.5, floor: 4, limit: 4, byCommand: { gateway: {}, floor: {}, limit: {} } },
-    history: { seededCommands: 20_000, gatewayCommandsPerSec: 90, emptyCommandsPerSec: 120, ratioToEmpty: 0.75, concurrency: 16, spread: { median: 90, min: 85, max: 95, spreadPercent: 11 }, seedingSeconds: 4, documents: 20_100 },
+    history: { seededCommands: 20_000, gatewayCommandsPerSec: 90, emptyCommandsPerSec: 120, ratioToEmpty: 0.75, concurrency: 16, spread: { median: 90, min: 85, max: 95, spreadPercent: 11 }, seedingSeconds: 4, documents: 20_100, runs: [] },
     idle: { seededCommands: 20_000, onlineDevices: 101, seconds: 15, storeCpuPercent: 1.5, gatewayCpuPercent: 0.8, storeProcesses: 1 },
     fanout: { ...stage, stages: [stage], measures: "transition → subscriber" },
     memory: { rssMbPer1000Subscriptions: 50, commands: 10_000, heapUsedMbBefore: 40, heapUsedMbAfter: 41, rssMbAfter: 140 },
