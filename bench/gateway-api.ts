@@ -2,6 +2,7 @@ import { createClient, type Client } from "graphql-ws";
 import WebSocket from "ws";
 import { Completions, type Side } from "./closed-loop";
 
+const REQUEST_TIMEOUT_MS = 30_000;
 const SEND = `mutation Send($input: SendCommandInput!) { sendCommand(input: $input) { id } }`;
 const REGISTER = `mutation Register($input: RegisterDeviceInput!) { registerDevice(input: $input) { id } }`;
 const UPDATES = `subscription Updates($deviceId: ID) { commandUpdated(deviceId: $deviceId) { id status updatedAt } }`;
@@ -24,6 +25,8 @@ export class GatewayApi {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${this.tokens[role]}` },
       body: JSON.stringify({ query, variables }),
+      // A send stuck behind a slow store fails the command (as the wait for its end does) instead of stalling the run.
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
     const body = (await response.json()) as { data?: T; errors?: unknown[] };
     if (body.errors?.length || !body.data) throw new Error(`GraphQL errors: ${JSON.stringify(body.errors)}`);

@@ -67,6 +67,8 @@ export class ChildChannel {
 
 /** The child side: answers requests with `handle`, and exits after a `stop` request. */
 export function serveParent(handle: (request: ChildRequest) => Promise<unknown>, stop: () => Promise<void>): void {
+  // The bench is gone (killed, crashed): never outlive it.
+  process.once("disconnect", () => void stop().finally(() => process.exit(1)));
   process.on("message", (request: ChildRequest) => {
     const answer = (reply: ChildReply, then: () => void = () => undefined) => process.send!(reply, then);
     const work = request.kind === "stop" ? stop() : handle(request);

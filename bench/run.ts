@@ -106,6 +106,11 @@ async function main(): Promise<void> {
   const progress = new Progress(8 + plan.levels.length * SIDES.length * plan.repeats + plan.fanout.length + plan.repeats);
   let step = 0;
   const phase = (name: string) => progress.update(step++, name);
+  const cleanUp = async () => {
+    while (cleanup.length) await cleanup.pop()!().catch((error: Error) => console.error(`bench: cleanup: ${error.message}`));
+  };
+  // Ctrl-C or a kill: stop the children and the store before going.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
 
   try {
     phase("starting the store");
@@ -342,7 +347,7 @@ async function main(): Promise<void> {
     console.log(`results: ${out}\nchart:   ${svg}`);
   } finally {
     progress.done();
-    while (cleanup.length) await cleanup.pop()!().catch((error: Error) => console.error(`bench: cleanup: ${error.message}`));
+    await cleanUp();
   }
 }
 
