@@ -21,13 +21,24 @@ export class GatewayApi {
   ) {}
 
   async request<T>(query: string, variables: Record<string, unknown>, role: "admin" | "operator" = "operator"): Promise<T> {
-    const response = await fetch(`${this.baseUrl}/graphql`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${this.tokens[role]}` },
-      body: JSON.stringify({ query, variables }),
-      // A send stuck behind a slow store fails the command (as the wait for its end does) instead of stalling the run.
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
+    const post = () =>
+      fetch(`${this.baseUrl}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${this.tokens[role]}` },
+        body: JSON.stringify({ query, variables }),
+        // A send stuck behind a slow store fails the command (as the wait for its end does) instead of stalling the run.
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
+    let response: Response;
+    try {
+      response = await post();
+    } catch (error) {
+      // A kept-alive connection the server closed as it was reused ("fetch failed"): once more on a new one.
+      if (!(error instanceof TypeError)) throw error;
+      response = await post().catch((again: Error) => {
+        throw new Error(`${again.message}: ${(again.cause as Error | undefined)?.message ?? "no cause"}`);
+      });
+    }
     const body = (await response.json()) as { data?: T; errors?: unknown[] };
     if (body.errors?.length || !body.data) throw new Error(`GraphQL errors: ${JSON.stringify(body.errors)}`);
     return body.data;
