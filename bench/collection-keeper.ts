@@ -1,6 +1,7 @@
 import type { Collection, Document } from "mongodb";
+import { FINAL_STATUSES } from "../src/commands/state-machine";
 
-const FINAL = ["SUCCEEDED", "FAILED", "TIMED_OUT", "EXPIRED", "CANCELED"];
+const FINAL = [...FINAL_STATUSES];
 
 /**
  * Keeps the `commands` collection small while a side runs, the same for every side: on FerretDB/SQLite

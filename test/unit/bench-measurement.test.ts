@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Completions } from "../../bench/closed-loop";
+import { Completions, runClosedLoop, type Side } from "../../bench/closed-loop";
 import { finalCommand } from "../../bench/history";
 import { cpuPercent, descendants, parseProcStat, type ProcStat } from "../../bench/proc-cpu";
 import { addOps, opsBetween, totalOps, withCommandMonitoring } from "../../bench/store-ops";
@@ -66,6 +66,41 @@ describe("bench: completions", () => {
 
   it("gives up on a command whose end never arrives", async () => {
     assert.equal((await new Completions().wait("never", 10)).status, "LOST");
+  });
+});
+
+describe("bench: closed loop", () => {
+  /** A side whose devices answer as `outcome` says: settle with a status, refuse the send, or never answer. */
+  const fakeSide = (outcome: (deviceId: string) => string): Side => {
+    const completions = new Completions();
+    let n = 0;
+    return {
+      name: "fake",
+      completions,
+      send: async (deviceId) => {
+        const id = `c${n++}`;
+        const what = outcome(deviceId);
+        if (what === "refuse") throw new Error("UNAVAILABLE");
+        if (what !== "hang") setTimeout(() => completions.transition(id, what), 1);
+        return id;
+      },
+    };
+  };
+
+  it("counts SUCCEEDED as completed with a latency each, anything else as failed, refusals by message", async () => {
+    const outcomes: Record<string, string> = { ok: "SUCCEEDED", bad: "FAILED", no: "refuse" };
+    const run = await runClosedLoop(fakeSide((d) => outcomes[d]!), ["ok", "bad", "no"], 3, 50, 1_000);
+    assert.ok(run.completed > 0 && run.failed > 0);
+    assert.equal(run.latenciesMs.length, run.completed);
+    assert.ok(run.sendErrors.UNAVAILABLE! > 0 && run.sendErrors.UNAVAILABLE! < run.failed);
+  });
+
+  it("cuts off a run whose commands never end, counting them as failed", async () => {
+    const started = Date.now();
+    const run = await runClosedLoop(fakeSide(() => "hang"), ["d"], 2, 20, 100);
+    assert.equal(run.completed, 0);
+    assert.ok(run.failed >= 2);
+    assert.ok(Date.now() - started < 5_000);
   });
 });
 
