@@ -92,9 +92,10 @@ export class GatewayApi {
     const client = await this.connect();
     const completions = new Completions();
     this.subscribe(client, null, (event) => completions.transition(event.id, event.status));
+    // A probe whose end does not arrive was sent before the subscription was registered, or is slow (a loaded machine): another.
     for (let i = 0; ; i++) {
-      if (i === 50) throw new Error("the gateway's completions subscription received nothing");
-      const { status } = await completions.wait(await this.sendCommand(probeDeviceId), 200);
+      if (i === 10) throw new Error("the gateway's completions subscription received nothing");
+      const { status } = await completions.wait(await this.sendCommand(probeDeviceId), 3_000);
       if (status === "SUCCEEDED") break;
     }
     return { name: "gateway", send: (deviceId) => this.sendCommand(deviceId), completions, close: async () => void (await client.dispose()) };
