@@ -13,7 +13,7 @@ export interface RunSample {
   sendErrors: Record<string, number>;
   /** Store commands the side issued during the run. */
   storeOps: number;
-  /** Documents in `commands` during the run: the most seen by the clearer (every second), and at the end. */
+  /** Documents in `commands` during the run: the most seen by the clearer (every second) or at the end; null (NaN) in the history runs, which are not counted. */
   documentsMax: number;
 }
 
