@@ -137,7 +137,7 @@ export function shapeProblems(value: unknown): string[] {
 export function checkTargets(result: Pick<BenchResult, "throughput" | "latencyMs" | "storeOpsPerCommand" | "history" | "idle" | "fanout">): TargetCheck[] {
   const t = result.throughput;
   const atLeast = (name: string, value: number, min: number, unit = "") =>
-    ({ name, pass: value >= min, detail: `${fmt(value)}${unit} against ≥ ${fmt(min)}${unit}${value >= min ? "" : ` (${fmt(min / value)}× short)`}` });
+    ({ name, pass: value >= min, detail: `${fmt(value)}${unit} against ≥ ${fmt(min)}${unit}${value >= min ? "" : value > 0 ? ` (${fmt(min / value)}× short)` : " (nothing completed)"}` });
   const atMost = (name: string, value: number, max: number, unit = "") =>
     ({ name, pass: value <= max, detail: `${fmt(value)}${unit} against ≤ ${fmt(max)}${unit}${value <= max ? "" : ` (${fmt(value / max)}× over)`}` });
   const tail = comparableTail(result.latencyMs.gateway, result.latencyMs.floor);
