@@ -1,22 +1,28 @@
 import { startGateway } from "../src/app";
+import { systemClock } from "../src/clock";
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/logger";
 import { memoryAfterGc, serveParent, type ReadyMessage } from "./ipc";
+import { countStoreOps } from "./store-ops";
 
 /**
  * The gateway under test, in its own process as `npm start` runs it (forked by bench/run.ts with
  * --expose-gc): its CPU, RSS and heap are its own, not shared with the load generator and devices.
+ * It runs the embedded default (it starts and tunes its own FerretDB, as `npm start` does); its store
+ * client has command monitoring on, so every store command it issues is counted.
  */
 async function main(): Promise<void> {
-  const gateway = await startGateway(loadConfig(process.env), createLogger(process.env.LOG_LEVEL ?? "warn"));
+  const gateway = await startGateway(loadConfig(process.env), createLogger(process.env.LOG_LEVEL ?? "warn"), systemClock, { monitorStoreCommands: true });
+  const storeOps = countStoreOps(gateway.storeClient);
   serveParent(
     async (request) => {
       if (request.kind === "memory") return memoryAfterGc();
+      if (request.kind === "storeOps") return storeOps();
       throw new Error(`unknown request ${request.kind}`);
     },
     () => gateway.stop(),
   );
-  const ready: ReadyMessage = { kind: "ready", port: gateway.port, mqttUrl: gateway.mqttUrl };
+  const ready: ReadyMessage = { kind: "ready", port: gateway.port, mqttUrl: gateway.mqttUrl, mongodbUri: gateway.mongodbUri };
   process.send!(ready);
 }
 

@@ -6,21 +6,7 @@ export interface MemorySample {
   heapUsed: number;
 }
 
-/** One closed-loop run of the floor: `concurrency` commands in flight for `durationMs`. */
-export interface FloorRunRequest {
-  concurrency: number;
-  durationMs: number;
-  deviceIds: string[];
-}
-
-export interface FloorRunResult {
-  completed: number;
-  elapsedMs: number;
-  /** Insert to SUCCEEDED update done, per command, ms. */
-  latenciesMs: number[];
-}
-
-export type ChildRequestBody = { kind: "memory" } | { kind: "run"; run: FloorRunRequest } | { kind: "stop" };
+export type ChildRequestBody = { kind: "memory" } | { kind: "storeOps" } | { kind: "stop" };
 export type ChildRequest = ChildRequestBody & { id: number };
 
 export type ChildReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };
@@ -32,6 +18,10 @@ export interface ReadyMessage {
   port?: number;
   /** Where the devices connect. */
   mqttUrl: string;
+  /** Gateway only: the store it started (the bench, the floor and the limit use the same one). */
+  mongodbUri?: string;
+  /** Floor only: how the bench connects to the floor's broker to send requests and receive transitions. */
+  benchCredentials?: { username?: string; password?: string };
 }
 
 /** Request/reply over the IPC channel of a forked child. */
@@ -79,6 +69,8 @@ export class ChildChannel {
 
 /** The child side: answers requests with `handle`, and exits after a `stop` request. */
 export function serveParent(handle: (request: ChildRequest) => Promise<unknown>, stop: () => Promise<void>): void {
+  // The bench is gone (killed, crashed): never outlive it.
+  process.once("disconnect", () => void stop().finally(() => process.exit(1)));
   process.on("message", (request: ChildRequest) => {
     const answer = (reply: ChildReply, then: () => void = () => undefined) => process.send!(reply, then);
     const work = request.kind === "stop" ? stop() : handle(request);

@@ -1,62 +1,82 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { createClient, type Client } from "graphql-ws";
 import { MongoClient } from "mongodb";
-import WebSocket from "ws";
 import { signToken } from "../src/auth/jwt";
 import { createSimulatedDevice, type DeviceClient } from "../src/device-sdk";
-import { startEmbeddedStore } from "../src/embedded/ferretdb";
-import { createLogger } from "../src/logger";
+import { createTopics } from "../src/mqtt/topics";
 import { renderLineChart } from "./chart";
-import { ChildChannel, type FloorRunResult, type MemorySample } from "./ipc";
+import { runClosedLoop, type RunResult, type Side } from "./closed-loop";
+import { CollectionKeeper } from "./collection-keeper";
+import { Fanout, FANOUT_MEASURES } from "./fanout";
+import { FloorLink } from "./floor-link";
+import { GatewayApi } from "./gateway-api";
+import { seedFinalCommands } from "./history";
+import { ChildChannel, type MemorySample } from "./ipc";
+import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readProcStats } from "./proc-cpu";
 import { Progress } from "./progress";
-import { resultTable, shapeProblems, type BenchResult, type FanoutStage, type LevelResult } from "./result";
-import { percentiles, round, saturated } from "./stats";
+import { checkTargets, resultTable, shapeProblems, SIDES, type BenchResult, type FanoutStage, type LevelResult, type RunSample, type SideName } from "./result";
+import { percentiles, round, saturated, spread } from "./stats";
+import { addOps, opsBetween, totalOps, type StoreOpCounts } from "./store-ops";
 
 const USAGE = "usage: npm run bench [-- --quick] [--out FILE] [--broker aedes|mosquitto] [--profile DIR]";
 const JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnop";
 const TENANT = "bench";
+/** The gateway's database; the floor and the limit write to its `commands` collection, so they get the store set-up the gateway's start made. */
+const DATABASE = "bench_gateway";
 const MB = 1024 * 1024;
 
 interface Plan {
   levels: number[];
   levelMs: number;
+  /** Runs of each side at each level (B2: median and spread of at least three). */
+  repeats: number;
   warmupMs: number;
+  /** Gateway devices (all online during the idle phase), and as many for the floor. */
   devices: number;
   fanout: number[];
   fanoutCommands: number;
-  /** Commands the gateway completes before its heap is measured again. */
+  /** Commands the gateway completes before its heap is measured again, within `memoryMaxMs`. */
   memoryCommands: number;
+  memoryMaxMs: number;
   latencyConcurrency: number;
+  historyCommands: number;
+  idleMs: number;
 }
 
 // Levels must last several latencies to mean anything; the closed loop saturates the embedded store early.
 const PLANS: Record<"quick" | "full", Plan> = {
-  quick: { levels: [1, 4, 16], levelMs: 3_500, warmupMs: 1_500, devices: 32, fanout: [1, 100, 1000], fanoutCommands: 6, memoryCommands: 0, latencyConcurrency: 1 },
+  quick: {
+    levels: [1, 4, 16],
+    levelMs: 3_000,
+    repeats: 3,
+    warmupMs: 1_500,
+    devices: 100,
+    fanout: [1, 100, 1000],
+    fanoutCommands: 6,
+    memoryCommands: 0,
+    memoryMaxMs: 0,
+    latencyConcurrency: 1,
+    historyCommands: 20_000,
+    idleMs: 15_000,
+  },
   full: {
-    levels: [1, 2, 4, 8, 16, 32, 64],
-    levelMs: 12_000,
+    levels: [1, 2, 4, 8, 16, 32],
+    levelMs: 6_000,
+    repeats: 3,
     warmupMs: 4_000,
-    devices: 64,
+    devices: 100,
     fanout: [1, 100, 1000],
     fanoutCommands: 25,
     memoryCommands: 10_000,
+    memoryMaxMs: 60_000,
     latencyConcurrency: 1,
+    historyCommands: 100_000,
+    idleMs: 60_000,
   },
 };
-
-const SEND = `mutation Send($input: SendCommandInput!) { sendCommand(input: $input) { id } }`;
-const REGISTER = `mutation Register($input: RegisterDeviceInput!) { registerDevice(input: $input) { id } }`;
-const UPDATES = `subscription Updates($deviceId: ID) { commandUpdated(deviceId: $deviceId) { id status updatedAt } }`;
-
-interface CommandUpdatedEvent {
-  id: string;
-  status: string;
-  updatedAt: string;
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -75,53 +95,61 @@ async function main(): Promise<void> {
   if (values.broker !== "aedes" && values.broker !== "mosquitto") throw new Error(`--broker must be aedes or mosquitto\n${USAGE}`);
   const plan = PLANS[values.quick ? "quick" : "full"];
   const at = new Date();
+  const loadAtStart = loadavg().map((x) => round(x));
   const out = resolve(values.out ?? join("bench", "results", `${at.toISOString().replace(/[:.]/g, "-")}.json`));
   const runId = Math.random().toString(36).slice(2, 8);
   const mosquittoUrl = process.env.BENCH_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883";
-  const log = createLogger(process.env.LOG_LEVEL ?? "warn");
   const cleanup: Array<() => Promise<unknown>> = [];
-  const progress = new Progress(5 + plan.levels.length * 2 + plan.fanout.length + 1);
+  const progress = new Progress(8 + plan.levels.length * SIDES.length * plan.repeats + plan.fanout.length + plan.repeats);
   let step = 0;
   const phase = (name: string) => progress.update(step++, name);
+  const cleanUp = async () => {
+    while (cleanup.length) await cleanup.pop()!().catch((error: Error) => console.error(`bench: cleanup: ${error.message}`));
+  };
+  // Ctrl-C or a kill: stop the children and the store before going.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
 
   try {
-    phase("starting the store");
-    const dataDir = mkdtempSync(join(tmpdir(), "gateway-bench-"));
-    cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
-    const store = await startEmbeddedStore({ dataDir, log });
-    cleanup.push(() => store.stop());
-
-    // The bench's own connection, only to clear finished commands between levels.
-    const storeClient = await MongoClient.connect(store.uri);
-    cleanup.push(() => storeClient.close());
-    const clearFinished = () =>
-      Promise.all(["bench_gateway", "bench_floor"].map((db) => storeClient.db(db).collection("commands").deleteMany({ status: "SUCCEEDED" })));
-
-    phase("starting the gateway and the floor");
+    phase("starting the gateway, then the floor on the gateway's database");
     const brokerEnv: Record<string, string> = values.broker === "mosquitto" ? { MQTT_URL: mosquittoUrl } : {};
     const execArgv = ["--expose-gc", ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(values.profile)}`] : [])];
+    const dataDir = mkdtempSync(join(tmpdir(), "gateway-bench-"));
+    cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+    // The gateway starts the embedded store as `npm start` does (URL, pragmas, SQLite index, version guard).
     const gatewayChild = forkChild("gateway-process.js", execArgv, {
-      MONGODB_URI: store.uri,
-      MONGODB_DB: "bench_gateway",
+      MONGODB_URI: "",
+      DATA_DIR: dataDir,
+      MONGODB_DB: DATABASE,
       MQTT_TOPIC_PREFIX: `bench-${runId}-g`,
       MQTT_PORT: "0",
       PORT: "0",
       HOST: "127.0.0.1",
       JWT_SECRET,
       DEMO: "0",
+      // The bench measures the store path, not the per-principal mutation limit (600 a minute by default).
+      RATE_LIMIT_MUTATIONS_PER_MINUTE: "1000000",
       ...brokerEnv,
     });
-    const floorChild = forkChild("floor-process.js", ["--expose-gc"], {
-      MONGODB_URI: store.uri,
-      MONGODB_DB: "bench_floor",
-      MQTT_TOPIC_PREFIX: `bench-${runId}-f`,
-      ...brokerEnv,
-    });
-    const [gatewayReady, floorReady] = await Promise.all([ChildChannel.ready(gatewayChild), ChildChannel.ready(floorChild)]);
+    const gatewayReady = await ChildChannel.ready(gatewayChild);
     const gateway = new ChildChannel(gatewayChild);
+    cleanup.push(() => stopChild(gateway));
+    const storeUri = gatewayReady.mongodbUri!;
+    // The bench's own connection (not counted): clearing, counting and seeding `commands`.
+    const storeClient = await MongoClient.connect(storeUri);
+    cleanup.push(() => storeClient.close());
+    const commands = storeClient.db(DATABASE).collection("commands");
+    const keeper = new CollectionKeeper(commands);
+    // Started after the gateway's start-up made its collections and indexes (and whatever else its store set-up does).
+    const floorTopics = createTopics(`bench-${runId}-f`);
+    const floorChild = forkChild("floor-process.js", ["--expose-gc"], {
+      MONGODB_URI: storeUri,
+      MONGODB_DB: DATABASE,
+      MQTT_TOPIC_PREFIX: floorTopics.prefix,
+      ...brokerEnv,
+    });
+    const floorReady = await ChildChannel.ready(floorChild);
     const floor = new ChildChannel(floorChild);
     cleanup.push(() => stopChild(floor));
-    cleanup.push(() => stopChild(gateway));
     const baseUrl = `http://127.0.0.1:${gatewayReady.port}`;
     const api = new GatewayApi(baseUrl, {
       admin: await signToken(JWT_SECRET, { sub: "bench-admin", tenant: TENANT, roles: ["admin"] }),
@@ -135,49 +163,71 @@ async function main(): Promise<void> {
     for (const id of [...gatewayDeviceIds, fanoutDeviceId]) await api.registerDevice(id);
     const devices = [
       ...[...gatewayDeviceIds, fanoutDeviceId].map((id) => device(id, gatewayReady.mqttUrl, `bench-${runId}-g`)),
-      ...floorDeviceIds.map((id) => device(id, floorReady.mqttUrl, `bench-${runId}-f`)),
+      ...floorDeviceIds.map((id) => device(id, floorReady.mqttUrl, floorTopics.prefix)),
     ];
     cleanup.push(() => Promise.all(devices.map((d) => d.stop({ graceful: false }))));
-    for (let i = 0; i < devices.length; i += 50) await Promise.all(devices.slice(i, i + 50).map((d) => d.start()));
+    // A few at a time: each connection is a presence write in the gateway, and a device gives up on a CONNACK after 5 s.
+    for (let i = 0; i < devices.length; i += 20) await Promise.all(devices.slice(i, i + 20).map((d) => d.start()));
 
-    const completions = await api.completions(gatewayDeviceIds[0]!);
-    cleanup.push(() => completions.close());
-    const gatewayLoad = new GatewayLoad(api, completions, gatewayDeviceIds);
-    const floorRun = (concurrency: number, durationMs: number) =>
-      floor.request<FloorRunResult>({ kind: "run", run: { concurrency, durationMs, deviceIds: floorDeviceIds } });
+    const gatewaySide = await api.side(gatewayDeviceIds[0]!);
+    cleanup.push(() => gatewaySide.close());
+    const floorLink = await FloorLink.open(floorReady.mqttUrl, floorReady.benchCredentials ?? {}, floorTopics);
+    cleanup.push(() => floorLink.close());
+    const sides: Record<SideName, { side: Side; deviceIds: string[]; child: ChildChannel }> = {
+      gateway: { side: gatewaySide, deviceIds: gatewayDeviceIds, child: gateway },
+      floor: { side: floorLink.side("floor"), deviceIds: floorDeviceIds, child: floor },
+      limit: { side: floorLink.side("limit"), deviceIds: floorDeviceIds, child: floor },
+    };
+
+    /** One timed run of a side, with its store commands and (if `keepSmall`) the collection kept small. */
+    const measure = async (who: SideName, concurrency: number, durationMs: number, keepSmall = true) => {
+      const { side, deviceIds, child } = sides[who];
+      const opsBefore = await child.request<StoreOpCounts>({ kind: "storeOps" });
+      if (keepSmall) keeper.start();
+      const run = await runClosedLoop(side, deviceIds, concurrency, durationMs);
+      // Not counted with history stored: on FerretDB/SQLite a count decodes the whole collection, which an overloaded store takes minutes over.
+      const documentsMax = keepSmall ? await keeper.stop() : NaN;
+      const ops = opsBetween(opsBefore, await child.request<StoreOpCounts>({ kind: "storeOps" }));
+      return { run, ops, documentsMax };
+    };
 
     phase("warming up");
-    await gatewayLoad.run(4, plan.warmupMs);
-    await floorRun(4, plan.warmupMs);
-    await clearFinished();
+    for (const who of SIDES) await measure(who, 4, plan.warmupMs);
+    await keeper.clear();
     const heapBefore = await gateway.request<MemorySample>({ kind: "memory" });
     let commandsSinceHeap = 0;
 
-    const levels = { gateway: [] as LevelResult[], floor: [] as LevelResult[] };
+    const levels: Record<SideName, LevelResult[]> = { gateway: [], floor: [], limit: [] };
     for (const concurrency of plan.levels) {
-      // Every write of FerretDB v1 on SQLite scans its collection, so each level starts from the same
-      // (empty) store; gateway then floor, so both see the same machine and the same store size.
-      await clearFinished();
-      phase(`throughput: gateway, ${concurrency} in flight`);
-      const g = await gatewayLoad.run(concurrency, plan.levelMs);
-      commandsSinceHeap += g.completed;
-      levels.gateway.push(levelResult(concurrency, g));
-      phase(`throughput: floor, ${concurrency} in flight`);
-      levels.floor.push(levelResult(concurrency, await floorRun(concurrency, plan.levelMs)));
-      if (saturated(levels.gateway.map((l) => l.commandsPerSec)) && saturated(levels.floor.map((l) => l.commandsPerSec))) break;
+      const runs: Record<SideName, Measured[]> = { gateway: [], floor: [], limit: [] };
+      for (let repeat = 0; repeat < plan.repeats; repeat++) {
+        // Each repeat starts with another side, so none always runs first (or right after the store was cleared).
+        for (const who of rotate(SIDES, repeat)) {
+          await keeper.clear();
+          phase(`throughput: ${who}, ${concurrency} in flight, run ${repeat + 1} of ${plan.repeats}`);
+          const measured = await measure(who, concurrency, plan.levelMs);
+          runs[who].push(measured);
+          if (who === "gateway") commandsSinceHeap += measured.run.completed;
+        }
+      }
+      for (const who of SIDES) levels[who].push(levelResult(concurrency, runs[who]));
+      if (SIDES.every((who) => saturated(levels[who].map((l) => l.commandsPerSec)))) break;
     }
-    const best = (rows: LevelResult[]) => rows.reduce((a, b) => (b.commandsPerSec > a.commandsPerSec ? b : a));
+    // Compared at the highest level run, where every side had saturated: one level for all, never each side's best.
+    const compared = levels.gateway[levels.gateway.length - 1]!.concurrency;
+    const levelAt = (who: SideName, concurrency: number) => levels[who].find((l) => l.concurrency === concurrency)!;
+
     if (commandsSinceHeap < plan.memoryCommands) {
-      phase(`memory: ${plan.memoryCommands} commands`);
-      const concurrency = best(levels.gateway).concurrency;
-      while (commandsSinceHeap < plan.memoryCommands) {
-        await clearFinished();
-        commandsSinceHeap += (await gatewayLoad.run(concurrency, 5_000)).completed;
+      phase(`memory: up to ${plan.memoryCommands} commands`);
+      const until = Date.now() + plan.memoryMaxMs;
+      while (commandsSinceHeap < plan.memoryCommands && Date.now() < until) {
+        await keeper.clear();
+        commandsSinceHeap += (await measure("gateway", compared, 5_000)).run.completed;
       }
     }
     const heapAfter = await gateway.request<MemorySample>({ kind: "memory" });
-    await completions.close();
 
+    await keeper.clear();
     const memoryBeforeFanout = await gateway.request<MemorySample>({ kind: "memory" });
     const fanout = new Fanout(api, fanoutDeviceId);
     cleanup.push(() => fanout.close());
@@ -188,21 +238,77 @@ async function main(): Promise<void> {
       const delays = await fanout.measure(plan.fanoutCommands);
       const memory = await gateway.request<MemorySample>({ kind: "memory" });
       const p = percentiles(delays);
-      stages.push({ subscribers, deliveries: delays.length, p50Ms: p.p50, p99Ms: p.p99, rssMb: round(memory.rss / MB) });
+      stages.push({ subscribers, deliveries: p.n, p50Ms: p.p50, p99Ms: p.p99, maxMs: p.max, rssMb: round(memory.rss / MB) });
     }
     await fanout.close();
     const largest = stages[stages.length - 1]!;
 
-    const latencyLevel = (rows: LevelResult[]) => rows.find((l) => l.concurrency === plan.latencyConcurrency)!;
-    const result: BenchResult = {
+    phase(`history: storing ${plan.historyCommands} final commands`);
+    await keeper.clear();
+    const documentsWithHistory = (await keeper.count()) + plan.historyCommands;
+    const seedStarted = performance.now();
+    await seedFinalCommands(storeClient.db(DATABASE).collection("commands"), plan.historyCommands, gatewayDeviceIds, new Date());
+    const seedingSeconds = round((performance.now() - seedStarted) / 1000, 1);
+    const historyRuns: RunSample[] = [];
+    for (let repeat = 0; repeat < plan.repeats; repeat++) {
+      phase(`history: gateway, ${compared} in flight, run ${repeat + 1} of ${plan.repeats}`);
+      historyRuns.push(runSample(await measure("gateway", compared, plan.levelMs, false)));
+    }
+    const historySpread = spread(historyRuns.map((r) => r.commandsPerSec));
+    const emptyRate = levelAt("gateway", compared).commandsPerSec;
+
+    phase(`idle: ${plan.idleMs / 1000} s with ${documentsWithHistory} commands stored and ${gatewayDeviceIds.length + 1} devices online`);
+    await sleep(2_000); // the last run's stragglers (acks, lease releases) are not idleness
+    const storePids = descendants(readAllProcStats(), process.pid, /^ferretdb/);
+    const idlePids = { store: storePids, gateway: [gatewayChild.pid!] };
+    const idleBefore = { store: readProcStats(idlePids.store), gateway: readProcStats(idlePids.gateway), at: performance.now() };
+    await sleep(plan.idleMs);
+    const idleElapsed = performance.now() - idleBefore.at;
+    const ticks = clockTicksPerSecond();
+    const idleCpu = (who: "store" | "gateway") => round(cpuPercent(idleBefore[who], readProcStats(idlePids[who]), idleElapsed, ticks), 1);
+
+    const byCommand = Object.fromEntries(SIDES.map((who) => [who, levels[who].reduce<StoreOpCounts>((sum, l) => addOps(sum, l.storeOps), {})])) as Record<SideName, StoreOpCounts>;
+    const opsPerCommand = (who: SideName) => round(totalOps(byCommand[who]) / levels[who].reduce((sum, l) => sum + l.completed, 0));
+    const latencyLevel = (who: SideName) => levelAt(who, plan.latencyConcurrency).latencyMs;
+    const measured: Omit<BenchResult, "targets"> = {
       throughput: {
-        gatewayCommandsPerSec: best(levels.gateway).commandsPerSec,
-        floorCommandsPerSec: best(levels.floor).commandsPerSec,
-        ratio: round(best(levels.gateway).commandsPerSec / best(levels.floor).commandsPerSec),
+        gatewayCommandsPerSec: levelAt("gateway", compared).commandsPerSec,
+        floorCommandsPerSec: levelAt("floor", compared).commandsPerSec,
+        limitCommandsPerSec: levelAt("limit", compared).commandsPerSec,
+        ratio: round(levelAt("gateway", compared).commandsPerSec / levelAt("floor", compared).commandsPerSec),
+        ratioToLimit: round(levelAt("gateway", compared).commandsPerSec / levelAt("limit", compared).commandsPerSec),
+        concurrency: compared,
+        repeats: plan.repeats,
         levels,
       },
-      latencyMs: { gateway: latencyLevel(levels.gateway).latencyMs, floor: latencyLevel(levels.floor).latencyMs, concurrency: plan.latencyConcurrency },
-      fanout: { ...largest, stages },
+      latencyMs: {
+        gateway: latencyLevel("gateway"),
+        floor: latencyLevel("floor"),
+        limit: latencyLevel("limit"),
+        concurrency: plan.latencyConcurrency,
+        measuredTo: "from the send in the bench process (HTTP mutation; MQTT request to the floor) to the arrival of SUCCEEDED at a subscriber in the bench process (graphql-ws; MQTT)",
+      },
+      storeOpsPerCommand: { gateway: opsPerCommand("gateway"), floor: opsPerCommand("floor"), limit: opsPerCommand("limit"), byCommand },
+      history: {
+        seededCommands: plan.historyCommands,
+        gatewayCommandsPerSec: historySpread.median,
+        emptyCommandsPerSec: emptyRate,
+        ratioToEmpty: round(historySpread.median / emptyRate),
+        concurrency: compared,
+        spread: historySpread,
+        seedingSeconds,
+        documents: documentsWithHistory,
+        runs: historyRuns,
+      },
+      idle: {
+        seededCommands: plan.historyCommands,
+        onlineDevices: gatewayDeviceIds.length + 1,
+        seconds: round(idleElapsed / 1000, 1),
+        storeCpuPercent: idleCpu("store"),
+        gatewayCpuPercent: idleCpu("gateway"),
+        storeProcesses: storePids.length,
+      },
+      fanout: { ...largest, stages, measures: FANOUT_MEASURES },
       memory: {
         rssMbPer1000Subscriptions: round(((largest.rssMb - memoryBeforeFanout.rss / MB) * 1000) / largest.subscribers),
         commands: commandsSinceHeap,
@@ -210,15 +316,17 @@ async function main(): Promise<void> {
         heapUsedMbAfter: round(heapAfter.heapUsed / MB),
         rssMbAfter: round(heapAfter.rss / MB),
       },
-      store: "FerretDB v1.24 (SQLite), embedded",
+      store: "FerretDB v1.24 (SQLite), embedded, started as `npm start` starts it; floor and limit on the gateway's database",
       broker: values.broker === "mosquitto" ? `Mosquitto (${mosquittoUrl})` : "aedes, embedded in the gateway (the floor: its own aedes)",
       node: process.version,
       cpus: cpus().length,
       cpuModel: cpuModel(),
+      loadAverage: { start: loadAtStart, end: loadavg().map((x) => round(x)) },
       gatewayProcess: "child process (node --expose-gc dist/bench/gateway-process.js); load generator and devices in the bench process",
       quick: values.quick,
       at: at.toISOString(),
     };
+    const result: BenchResult = { ...measured, targets: checkTargets(measured) };
     const problems = shapeProblems(result);
     if (problems.length) throw new Error(`result has the wrong shape: ${problems.join("; ")}`);
 
@@ -230,20 +338,20 @@ async function main(): Promise<void> {
     progress.done();
     console.log(resultTable(result));
     console.log(`\n${result.cpus} × ${result.cpuModel}, node ${result.node}, ${result.store}, ${result.broker}`);
+    console.log(`load average (1/5/15 min): ${result.loadAverage.start.join(" ")} at the start, ${result.loadAverage.end.join(" ")} at the end`);
     console.log(`results: ${out}\nchart:   ${svg}`);
   } finally {
     progress.done();
-    while (cleanup.length) await cleanup.pop()!().catch((error: Error) => console.error(`bench: cleanup: ${error.message}`));
+    await cleanUp();
   }
 }
 
 function forkChild(script: string, execArgv: string[], env: Record<string, string>): ChildProcess {
-  const child = fork(join(__dirname, script), [], {
+  return fork(join(__dirname, script), [], {
     execArgv,
     env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "error", ...env },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
-  return child;
 }
 
 async function stopChild(channel: ChildChannel): Promise<void> {
@@ -259,215 +367,56 @@ function device(id: string, brokerUrl: string, topicPrefix: string): DeviceClien
   return createSimulatedDevice({ deviceId: id, model: "thermostat", brokerUrl, topicPrefix, latencyMs: [0, 0] });
 }
 
-function levelResult(concurrency: number, run: FloorRunResult): LevelResult {
+const commandsPerSec = (run: RunResult) => round(run.completed / (run.elapsedMs / 1000), 1);
+
+/** `items` starting at position `by` (wrapping round). */
+function rotate<T>(items: readonly T[], by: number): T[] {
+  const k = by % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+type Measured = { run: RunResult; ops: StoreOpCounts; documentsMax: number };
+
+const runSample = ({ run, ops, documentsMax }: Measured): RunSample => ({
+  commandsPerSec: commandsPerSec(run),
+  completed: run.completed,
+  failed: run.failed,
+  sendErrors: run.sendErrors,
+  storeOps: totalOps(ops),
+  documentsMax,
+});
+
+function levelResult(concurrency: number, runs: Measured[]): LevelResult {
+  const samples = runs.map(runSample);
+  const completed = samples.reduce((sum, s) => sum + s.completed, 0);
+  const storeOps = runs.reduce<StoreOpCounts>((sum, r) => addOps(sum, r.ops), {});
+  const rates = spread(samples.map((s) => s.commandsPerSec));
   return {
     concurrency,
-    commandsPerSec: round(run.completed / (run.elapsedMs / 1000), 1),
-    completed: run.completed,
-    latencyMs: percentiles(run.latenciesMs),
+    commandsPerSec: rates.median,
+    spread: rates,
+    completed,
+    failed: samples.reduce((sum, s) => sum + s.failed, 0),
+    latencyMs: percentiles(runs.flatMap((r) => r.run.latenciesMs)),
+    storeOpsPerCommand: round(totalOps(storeOps) / completed),
+    storeOps,
+    documentsMax: Math.max(...samples.map((s) => s.documentsMax)),
+    runs: samples,
   };
-}
-
-/** GraphQL over HTTP and graphql-ws, as a client of the gateway would talk to it. */
-class GatewayApi {
-  constructor(
-    readonly baseUrl: string,
-    private readonly tokens: { admin: string; operator: string },
-  ) {}
-
-  async request<T>(query: string, variables: Record<string, unknown>, role: "admin" | "operator" = "operator"): Promise<T> {
-    const response = await fetch(`${this.baseUrl}/graphql`, {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${this.tokens[role]}` },
-      body: JSON.stringify({ query, variables }),
-    });
-    const body = (await response.json()) as { data?: T; errors?: unknown[] };
-    if (body.errors?.length || !body.data) throw new Error(`GraphQL errors: ${JSON.stringify(body.errors)}`);
-    return body.data;
-  }
-
-  registerDevice(id: string): Promise<unknown> {
-    return this.request(REGISTER, { input: { id, site: "site-a", model: "thermostat" } }, "admin");
-  }
-
-  async sendCommand(deviceId: string): Promise<string> {
-    const data = await this.request<{ sendCommand: { id: string } }>(SEND, {
-      input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: 21 } },
-    });
-    return data.sendCommand.id;
-  }
-
-  /** An operator's graphql-ws connection, open once the server acknowledged `connection_init`. */
-  async connect(): Promise<Client> {
-    const client = createClient({
-      url: `${this.baseUrl.replace(/^http/, "ws")}/graphql`,
-      webSocketImpl: WebSocket,
-      connectionParams: { authorization: `Bearer ${this.tokens.operator}` },
-      retryAttempts: 0,
-      lazy: false,
-    });
-    await new Promise<void>((resolveConnected, reject) => {
-      client.on("connected", () => resolveConnected());
-      client.on("closed", (event) => reject(new Error(`WebSocket closed: ${(event as { code?: number }).code}`)));
-    });
-    return client;
-  }
-
-  subscribe(client: Client, deviceId: string | null, onEvent: (event: CommandUpdatedEvent, receivedAt: number) => void): () => void {
-    return client.subscribe<{ commandUpdated: CommandUpdatedEvent }>(
-      { query: UPDATES, variables: { deviceId } },
-      {
-        next: (value) => {
-          if (value.data) onEvent(value.data.commandUpdated, Date.now());
-        },
-        error: (error) => console.error(`bench: subscription error: ${JSON.stringify(error)}`),
-        complete: () => undefined,
-      },
-    );
-  }
-
-  /** One subscription to every command of the tenant: resolves `wait(id)` on its SUCCEEDED event. */
-  async completions(probeDeviceId: string): Promise<Completions> {
-    const client = await this.connect();
-    const completions = new Completions(client);
-    this.subscribe(client, null, (event) => {
-      if (event.status === "SUCCEEDED") completions.succeeded(event.id);
-    });
-    // There is no acknowledgement of a subscribe message: wait until an event arrives.
-    await completions.probe(() => this.sendCommand(probeDeviceId));
-    return completions;
-  }
-}
-
-class Completions {
-  private readonly waiting = new Map<string, (at: number) => void>();
-  /** SUCCEEDED before the mutation's answer came back. */
-  private readonly early = new Map<string, number>();
-
-  constructor(private readonly client: Client) {}
-
-  succeeded(id: string): void {
-    const at = performance.now();
-    const waiter = this.waiting.get(id);
-    if (waiter) {
-      this.waiting.delete(id);
-      waiter(at);
-    } else this.early.set(id, at);
-  }
-
-  /** performance.now() at which the command's SUCCEEDED event arrived. */
-  wait(id: string): Promise<number> {
-    const early = this.early.get(id);
-    if (early !== undefined) {
-      this.early.delete(id);
-      return Promise.resolve(early);
-    }
-    return new Promise((resolveAt) => this.waiting.set(id, resolveAt));
-  }
-
-  async probe(send: () => Promise<string>): Promise<void> {
-    for (let i = 0; i < 50; i++) {
-      const id = await send();
-      const arrived = await Promise.race([this.wait(id).then(() => true), sleep(200).then(() => false)]);
-      if (arrived) return;
-      this.waiting.delete(id);
-    }
-    throw new Error("the completions subscription received nothing");
-  }
-
-  async close(): Promise<void> {
-    await this.client.dispose();
-  }
-}
-
-/** Closed loop over HTTP: `concurrency` workers, each sending a command and waiting for its SUCCEEDED event. */
-class GatewayLoad {
-  constructor(
-    private readonly api: GatewayApi,
-    private readonly completions: Completions,
-    private readonly deviceIds: string[],
-  ) {}
-
-  async run(concurrency: number, durationMs: number): Promise<FloorRunResult> {
-    const latenciesMs: number[] = [];
-    const started = performance.now();
-    const until = started + durationMs;
-    await Promise.all(
-      Array.from({ length: concurrency }, async (_, worker) => {
-        for (let i = 0; performance.now() < until; i++) {
-          const deviceId = this.deviceIds[(worker + i * concurrency) % this.deviceIds.length]!;
-          const start = performance.now();
-          const id = await this.api.sendCommand(deviceId);
-          latenciesMs.push((await this.completions.wait(id)) - start);
-        }
-      }),
-    );
-    return { completed: latenciesMs.length, elapsedMs: performance.now() - started, latenciesMs };
-  }
-}
-
-/** Many graphql-ws connections, each subscribed to one device's updates. */
-class Fanout {
-  private readonly clients: Client[] = [];
-  private readonly received = new Map<string, number>();
-  private delays: number[] = [];
-
-  constructor(
-    private readonly api: GatewayApi,
-    private readonly deviceId: string,
-  ) {}
-
-  async grow(total: number): Promise<void> {
-    while (this.clients.length < total) {
-      const batch = Math.min(100, total - this.clients.length);
-      const clients = await Promise.all(Array.from({ length: batch }, () => this.api.connect()));
-      for (const client of clients) {
-        this.clients.push(client);
-        this.api.subscribe(client, this.deviceId, (event, receivedAt) => {
-          this.delays.push(receivedAt - Date.parse(event.updatedAt));
-          if (event.status === "SUCCEEDED") this.received.set(event.id, (this.received.get(event.id) ?? 0) + 1);
-        });
-      }
-    }
-    // Subscribe messages are not acknowledged: a command that reaches every subscriber shows they are all registered.
-    for (let i = 0; i < 20 && !(await this.deliverToAll(2_000)); i++);
-  }
-
-  /** Delivery delay of every event (transition's updatedAt to arrival) over `commands` commands, one after another. */
-  async measure(commands: number): Promise<number[]> {
-    this.delays = [];
-    for (let i = 0; i < commands; i++) await this.deliverToAll(10_000);
-    return this.delays;
-  }
-
-  private async deliverToAll(timeoutMs: number): Promise<boolean> {
-    const id = await this.api.sendCommand(this.deviceId);
-    const deadline = Date.now() + timeoutMs;
-    while ((this.received.get(id) ?? 0) < this.clients.length) {
-      if (Date.now() > deadline) return false;
-      await sleep(5);
-    }
-    return true;
-  }
-
-  async close(): Promise<void> {
-    await Promise.all(this.clients.splice(0).map((client) => client.dispose()));
-  }
 }
 
 function latencyChart(result: BenchResult): string {
   const points = (rows: LevelResult[], key: "p50" | "p99") => rows.map((l) => ({ x: l.commandsPerSec, y: l.latencyMs[key], note: key === "p99" ? `c${l.concurrency}` : undefined }));
+  const colors: Record<SideName, string> = { gateway: "#1f6fd1", floor: "#d1731f", limit: "#2e9e44" };
   return renderLineChart(
-    [
-      { label: "gateway p50", color: "#1f6fd1", points: points(result.throughput.levels.gateway, "p50") },
-      { label: "gateway p99", color: "#1f6fd1", dashed: true, points: points(result.throughput.levels.gateway, "p99") },
-      { label: "floor p50", color: "#d1731f", points: points(result.throughput.levels.floor, "p50") },
-      { label: "floor p99", color: "#d1731f", dashed: true, points: points(result.throughput.levels.floor, "p99") },
-    ],
+    SIDES.flatMap((who) => [
+      { label: `${who} p50`, color: colors[who], points: points(result.throughput.levels[who], "p50") },
+      { label: `${who} p99`, color: colors[who], dashed: true, points: points(result.throughput.levels[who], "p99") },
+    ]),
     {
       title: `Latency against throughput (${result.cpus} × ${result.cpuModel}, node ${result.node})`,
-      xLabel: "commands per second (c = commands in flight)",
-      yLabel: "latency to SUCCEEDED (ms)",
+      xLabel: "commands per second, median of runs (c = commands in flight)",
+      yLabel: "send to SUCCEEDED at a subscriber (ms)",
     },
   );
 }

@@ -1,6 +1,7 @@
 import "reflect-metadata";
 import { randomBytes } from "node:crypto";
 import { alertMessage } from "./alerts/alert";
+import type { MongoClient } from "mongodb";
 import { AlertService } from "./alerts/alert-service";
 import { AlertWebhookService } from "./alerts/webhooks/alert-webhook-service";
 import { AlertDeliveryWorker } from "./alerts/webhooks/delivery-worker";
@@ -69,6 +70,8 @@ export interface Gateway {
   /** Where devices reach the broker the gateway uses. */
   mqttUrl: string;
   mongodbUri: string;
+  /** The driver's client, for observers such as the benchmark's count of store commands. */
+  storeClient: MongoClient;
   /** Set when no JWT configuration was given and a random secret was made (the embedded default). */
   generatedJwtSecret?: string;
   /**
@@ -103,7 +106,12 @@ const DEADLINE_GRACE_MS = 2_000;
  * The composition root: configuration → infrastructure (store, broker) → services → server.
  * Everything started here is stopped by `stop()`, in reverse order.
  */
-export async function startGateway(config: Config, log: Logger, clock: Clock = systemClock): Promise<Gateway> {
+export interface StartOptions {
+  /** Emit the driver's command events on `storeClient` (the benchmark counts store commands with them). */
+  monitorStoreCommands?: boolean;
+}
+
+export async function startGateway(config: Config, log: Logger, clock: Clock = systemClock, options: StartOptions = {}): Promise<Gateway> {
   const stack: Array<() => Promise<void>> = [];
   const stop = async () => {
     while (stack.length) {
@@ -139,7 +147,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         void stop().finally(() => process.exit(1));
       });
     }
-    const database = await connectDatabase(mongodbUri, config.mongodbDb, log);
+    const database = await connectDatabase(mongodbUri, config.mongodbDb, log, { monitorCommands: options.monitorStoreCommands });
     stack.push(() => database.close());
     const deviceRepository = new DeviceRepository(database.db);
     const alertRepository = new AlertRepository(database.db);
@@ -386,6 +394,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       port: http.port,
       mqttUrl,
       mongodbUri,
+      storeClient: database.client,
       generatedJwtSecret,
       storePorts,
       services: {
