@@ -11,6 +11,7 @@ import { badInput, conflict, forbidden, notFound, rateLimited } from "../errors"
 import { DEVICE_ID_PATTERN } from "../mqtt/topics";
 import type { CommandQuery, CommandRepository } from "../store/command-repository";
 import type { DeviceRepository } from "../store/device-repository";
+import { allowedActions, type ActionSubject, type CommandAction } from "./allowed-actions";
 import type { Command } from "./command";
 import type { CommandLifecycle } from "./lifecycle";
 import { ESCALATABLE } from "./state-machine";
@@ -199,6 +200,11 @@ export class CommandService {
     );
     if (!updated) throw await this.refusal(id, "cancel", "QUEUED and not yet being sent");
     return updated;
+  }
+
+  /** What the principal may do to this command now: its state × the policy. */
+  allowedActions(principal: Principal, command: ActionSubject): CommandAction[] {
+    return allowedActions(abilityOf(principal), command);
   }
 
   /** The command if the principal may read it and take this action on it. */
