@@ -16,6 +16,7 @@ import type { Metrics } from "../observability/metrics";
 import { costLimitPlugin, LIMIT_RULES, PARSE_OPTIONS, prepareOperation } from "./query-limits";
 import type { GatewayContext } from "../../resolvers/context.type";
 import { credentialsFromConnectionParams, credentialsFromHeaders, principalForRequest } from "./context";
+import { mountConsole } from "./console-routes";
 import { createFormatError } from "./format-error";
 
 export interface HttpServerOptions {
@@ -28,7 +29,7 @@ export interface HttpServerOptions {
   isStoreAvailable: () => boolean;
   port: number;
   host: string;
-  /** Introspection, the landing page and schema hints in errors ("Did you mean …?"). */
+  /** Introspection, GraphiQL and schema hints in errors ("Did you mean …?"). */
   introspection: boolean;
   log: Logger;
 }
@@ -133,7 +134,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
           };
         },
       },
-      ...(options.introspection ? [] : [ApolloServerPluginLandingPageDisabled()]),
+      // Apollo's landing page loads from a CDN; browsers get the bundled GraphiQL instead (console-routes).
+      ApolloServerPluginLandingPageDisabled(),
     ],
   });
   await apollo.start();
@@ -152,6 +154,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   app.get("/metrics", async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
+  mountConsole(app, { introspection: options.introspection, log });
   app.use(
     GRAPHQL_PATH,
     express.json({ limit: MAX_BODY_BYTES }),
@@ -181,6 +184,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
 }
 
 function routeLabel(path: string): string {
+  if (path === "/console" || path.startsWith("/console/")) return "/console";
   return ["/graphql", "/healthz", "/readyz", "/metrics"].includes(path) ? path : "other";
 }
 
