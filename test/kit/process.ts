@@ -17,7 +17,8 @@ export interface GatewayProcess {
 
 /**
  * Starts the gateway as a separate process, exactly as `npm start` runs it after building, and resolves
- * once it logged "gateway ready". `env` replaces nothing but what it names.
+ * once it logged "gateway ready". `env` replaces nothing but what it names. Port 0: the gateway picks
+ * one and `url` carries the one its ready line names.
  */
 export async function startGatewayProcess(env: Record<string, string>, port: number): Promise<GatewayProcess> {
   const child = spawn(process.execPath, [MAIN], {
@@ -28,13 +29,14 @@ export async function startGatewayProcess(env: Record<string, string>, port: num
   child.stdout!.on("data", (chunk) => (output += chunk));
   child.stderr!.on("data", (chunk) => (output += chunk));
   const exited = new Promise<number | string>((resolveExit) => child.once("exit", (code, signal) => resolveExit(code ?? signal ?? -1)));
-  await new Promise<void>((resolveReady, reject) => {
+  const readyPort = await new Promise<number>((resolveReady, reject) => {
     const timer = setTimeout(() => reject(new Error(`gateway not ready within 60 s:\n${output}`)), 60_000);
     const check = () => {
-      if (!output.includes('"msg":"gateway ready"')) return;
+      const ready = /"port":(\d+)[^\n]*"msg":"gateway ready"/.exec(output);
+      if (!ready) return;
       clearTimeout(timer);
       child.stdout!.off("data", check);
-      resolveReady();
+      resolveReady(Number(ready[1]));
     };
     child.stdout!.on("data", check);
     void exited.then((code) => {
@@ -44,7 +46,7 @@ export async function startGatewayProcess(env: Record<string, string>, port: num
   });
   return {
     child,
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port || readyPort}`,
     output: () => output,
     exited,
     stop: async () => {

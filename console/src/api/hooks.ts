@@ -1,5 +1,6 @@
 import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
 import { createContext, useCallback, useContext, useEffect, useRef, useState } from "react";
+import { flushSync } from "react-dom";
 import type { GatewayClient, GatewayRequestError } from "./client";
 import type { Session } from "./session";
 
@@ -64,10 +65,12 @@ export function useSubscription<R, V>(document: TypedDocumentNode<R, V>, variabl
     return client.subscribe(
       document,
       variablesRef.current,
-      (data) => {
-        setError(undefined);
-        handler.current(data);
-      },
+      // Each event is rendered before the next one is handled, so no state a command passes through is skipped on screen.
+      (data) =>
+        flushSync(() => {
+          setError(undefined);
+          handler.current(data);
+        }),
       setError,
     );
   }, [client, document, key]);
