@@ -24,7 +24,8 @@ function newer(current: CommandRowFragment | undefined, incoming: CommandRowFrag
 
 /**
  * One page of commands (newest first) kept current by `commandUpdated`: a command that changes state
- * updates its row in place; a new one that matches the filter appears on top of the first page.
+ * updates its row in place; a new one that matches the filter appears on top of the first page, which
+ * keeps its size (the oldest rows move to the next page).
  */
 export function useLiveCommands(filter: CommandFilter, after: string | undefined, first: number) {
   const key = JSON.stringify([filter, after, first]);
@@ -40,7 +41,8 @@ export function useLiveCommands(filter: CommandFilter, after: string | undefined
         const updates = new Map(base.updates);
         updates.set(command.id, newer(updates.get(command.id), command));
         const isNew = !base.added.includes(command.id) && after === undefined && matches(filter, command);
-        return { key, updates, added: isNew ? [command.id, ...base.added] : base.added };
+        // Only as many new rows as a page holds are kept on top; older ones are a page away ("Older").
+        return { key, updates, added: isNew ? [command.id, ...base.added].slice(0, first) : base.added };
       }),
     [key],
   );
@@ -50,7 +52,7 @@ export function useLiveCommands(filter: CommandFilter, after: string | undefined
 
   const pageRows = query.data?.commands.edges.map((e) => newer(e.node, current.updates.get(e.node.id) ?? e.node)) ?? [];
   const addedRows = current.added.filter((id) => !onPage.has(id)).map((id) => current.updates.get(id)!);
-  return { ...query, rows: query.data ? [...addedRows, ...pageRows] : [], pageInfo: query.data?.commands.pageInfo, liveError, apply };
+  return { ...query, rows: query.data ? [...addedRows, ...pageRows].slice(0, first) : [], pageInfo: query.data?.commands.pageInfo, liveError, apply };
 }
 
 export function CommandTable({ rows, caption, showDevice = true }: { rows: CommandRowFragment[]; caption: string; showDevice?: boolean }) {
