@@ -45,15 +45,21 @@ describe("operator console in a browser: acting on commands and who may", () => 
     assert.equal(device.executions.get(sendCommand.id), 1, "it ran once on the device");
   });
 
-  it("4. Escalate with a note: the level and note show on the command and a new alert appears", async (t) => {
-    const opened = await newPage(t);
-    if (!opened) return;
-    const { page } = opened;
+  /** A command to a device that never answers, already TIMED_OUT. */
+  async function timedOutCommand() {
     const deviceId = uniqueName("th-");
     await gw.device(deviceId, "thermostat", { dropRate: 1 });
     const operator = await gw.client("operator");
     const { sendCommand } = await operator.data(SendCommandDocument, { input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: 20 }, timeoutSeconds: 1 } });
     await waitForStatus(operator, sendCommand.id, "TIMED_OUT", 20_000);
+    return { sendCommand, deviceId, operator };
+  }
+
+  it("4. Escalate with a note: the level and note show on the command and a new alert appears", async (t) => {
+    const opened = await newPage(t);
+    if (!opened) return;
+    const { page } = opened;
+    const { sendCommand } = await timedOutCommand();
     await signInByLink(page, gw.url, await gw.token("operator"));
     await page.goto(`${gw.url}/console#/commands/${sendCommand.id}`);
     await page.locator('li[data-kind="TIMED_OUT"]').waitFor();
@@ -69,11 +75,7 @@ describe("operator console in a browser: acting on commands and who may", () => 
     const opened = await newPage(t);
     if (!opened) return;
     const { page } = opened;
-    const deviceId = uniqueName("th-");
-    await gw.device(deviceId, "thermostat", { dropRate: 1 });
-    const operator = await gw.client("operator");
-    const { sendCommand } = await operator.data(SendCommandDocument, { input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: 19 }, timeoutSeconds: 1 } });
-    await waitForStatus(operator, sendCommand.id, "TIMED_OUT", 20_000);
+    const { sendCommand, deviceId, operator } = await timedOutCommand();
 
     await signInByLink(page, gw.url, await gw.token("viewer"));
     await row(page, sendCommand.id).waitFor();
