@@ -43,7 +43,7 @@ async function main(): Promise<number> {
     allowPositionals: true,
     options: {
       store: { type: "string", default: "sqlite" },
-      suites: { type: "string", default: "unit,integration,e2e,faults" },
+      suites: { type: "string", default: "unit,integration,e2e,faults,browser" },
       concurrency: { type: "string", default: "2" },
     },
   });

@@ -8,7 +8,7 @@ import { toConnection } from "../common/relay";
 import type { GatewayContext } from "../context.type";
 import { DeviceType } from "../devices/device.type";
 import { CommandFilter, SendCommandInput } from "./command.input";
-import { CommandConnection, CommandType } from "./command.type";
+import { CommandActionEnum, CommandConnection, CommandType } from "./command.type";
 
 interface CommandUpdatedArgs {
   id?: string | null;
@@ -89,6 +89,11 @@ export class CommandResolver {
     @Arg("deviceId", () => ID, { nullable: true }) _deviceId: string | null,
   ): CommandUpdate {
     return command;
+  }
+
+  @FieldResolver(() => [CommandActionEnum])
+  allowedActions(@Root() command: Command, @Ctx() { principal }: GatewayContext) {
+    return this.commandService.allowedActions(principal, command);
   }
 
   @FieldResolver(() => DeviceType, { nullable: true })

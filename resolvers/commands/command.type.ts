@@ -1,5 +1,6 @@
 import { GraphQLJSON } from "graphql-scalars";
 import { Field, ID, Int, ObjectType, registerEnumType } from "type-graphql";
+import { COMMAND_ACTIONS, type CommandAction } from "../../src/commands/allowed-actions";
 import { COMMAND_SOURCES, COMMAND_STATUSES, type CommandSource, type CommandStatus } from "../../src/commands/command";
 import { asEnum } from "../common/enums";
 import { ConnectionType } from "../common/relay";
@@ -9,6 +10,8 @@ export const CommandStatusEnum = asEnum(COMMAND_STATUSES);
 export const CommandSourceEnum = asEnum(COMMAND_SOURCES);
 registerEnumType(CommandStatusEnum, { name: "CommandStatus" });
 registerEnumType(CommandSourceEnum, { name: "CommandSource" });
+export const CommandActionEnum = asEnum(COMMAND_ACTIONS);
+registerEnumType(CommandActionEnum, { name: "CommandAction" });
 
 @ObjectType("CommandError")
 export class CommandErrorType {
@@ -116,6 +119,9 @@ export class CommandType {
 
   @Field(() => [CommandEventType], { description: "Every transition, oldest first" })
   history!: CommandEventType[];
+
+  @Field(() => [CommandActionEnum], { description: "What this caller may do to this command now (its state × the policy)" })
+  allowedActions!: CommandAction[];
 }
 
 @ObjectType()

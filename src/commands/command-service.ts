@@ -11,6 +11,7 @@ import { DEVICE_ID_PATTERN } from "../mqtt/topics";
 import type { CommandQuery, CommandRepository } from "../store/command-repository";
 import type { DeviceDirectory } from "../devices/device-directory";
 import type { ActiveCommands } from "./active-commands";
+import { allowedActions, type ActionSubject, type CommandAction } from "./allowed-actions";
 import type { Command, DispatchClaim } from "./command";
 import type { CommandLifecycle } from "./lifecycle";
 import { ESCALATABLE } from "./state-machine";
@@ -214,6 +215,11 @@ export class CommandService {
     const updated = await this.lifecycle.apply(id, "cancel", (current) => (current.claim ? null : { event: { at: this.clock.now(), actor: principal.id } }), command);
     if (!updated) throw await this.refusal(id, "cancel", "QUEUED and not yet being sent");
     return updated;
+  }
+
+  /** What the principal may do to this command now: its state × the policy. */
+  allowedActions(principal: Principal, command: ActionSubject): CommandAction[] {
+    return allowedActions(abilityOf(principal), command);
   }
 
   /** The command if the principal may read it and take this action on it. */

@@ -47,6 +47,11 @@ export async function startDemo(gateway: Gateway, secret: string, topicPrefix: s
   };
 }
 
+/** Opens the console already signed in with this token (CONTRACT §6.1 `#token=`). */
+export function consoleLink(port: number, token: string): string {
+  return `http://localhost:${port}/console#token=${token}`;
+}
+
 /** What a newcomer pastes to see a command go through. */
 export function demoInstructions(port: number, tokens: Demo["tokens"]): string {
   const body = JSON.stringify({
@@ -59,6 +64,10 @@ export function demoInstructions(port: number, tokens: Demo["tokens"]): string {
     `  admin:    ${tokens.admin}`,
     `  operator: ${tokens.operator}`,
     `  viewer:   ${tokens.viewer}`,
+    "",
+    "Operator console, signed in as each role (the token stays in the link's fragment, never sent to the server):",
+    ...(["admin", "operator", "viewer"] as const).map((role) => `  ${`${role}:`.padEnd(9)} ${consoleLink(port, tokens[role])}`),
+    `API explorer (GraphiQL): http://localhost:${port}/graphql`,
     "",
     "Send a command:",
     `  curl -s http://localhost:${port}/graphql -H 'content-type: application/json' \\`,

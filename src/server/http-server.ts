@@ -17,6 +17,7 @@ import type { Metrics } from "../observability/metrics";
 import { costLimitPlugin, LIMIT_RULES, PARSE_OPTIONS, prepareOperation } from "./query-limits";
 import type { GatewayContext } from "../../resolvers/context.type";
 import { credentialsFromConnectionParams, credentialsFromHeaders, principalForRequest } from "./context";
+import { mountConsole } from "./console-routes";
 import { createFormatError } from "./format-error";
 import { refuseOperation } from "./operation-guards";
 
@@ -30,7 +31,7 @@ export interface HttpServerOptions {
   isStoreAvailable: () => boolean;
   port: number;
   host: string;
-  /** Introspection, the landing page and schema hints in errors ("Did you mean …?"). */
+  /** Introspection, GraphiQL and schema hints in errors ("Did you mean …?"). */
   introspection: boolean;
   /** Origins a browser may call /graphql from (CORS); empty: same origin only. */
   corsOrigins: string[];
@@ -146,7 +147,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
           };
         },
       },
-      ...(options.introspection ? [] : [ApolloServerPluginLandingPageDisabled()]),
+      // Apollo's landing page loads from a CDN; browsers get the bundled GraphiQL instead (console-routes).
+      ApolloServerPluginLandingPageDisabled(),
     ],
   });
   await apollo.start();
@@ -165,6 +167,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
   app.get("/metrics", async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
+  mountConsole(app, { introspection: options.introspection, log });
   app.use(
     GRAPHQL_PATH,
     // Off unless origins are listed. Credentials travel in headers, never cookies: no `credentials`.
@@ -198,6 +201,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
 }
 
 function routeLabel(path: string): string {
+  if (path === "/console" || path.startsWith("/console/")) return "/console";
   return ["/graphql", "/healthz", "/readyz", "/metrics"].includes(path) ? path : "other";
 }
 

@@ -56,6 +56,7 @@ describe("command lifecycle after sending", () => {
 
     const timedOut = await waitForStatus(operator, command.id, "TIMED_OUT");
     assert.equal(timedOut.history.at(-1)?.actor, "gateway");
+    assert.deepEqual(timedOut.allowedActions, ["RETRY", "ESCALATE"]);
     const raised = await alerts.waitFor((a) => a.alertRaised.commandId === command.id);
     assert.equal(raised.alertRaised.kind, "TIMED_OUT");
     assert.equal(raised.alertRaised.level, 0);
@@ -178,6 +179,8 @@ describe("command lifecycle after sending", () => {
     await kit.device(deviceId, "thermostat", { connect: false });
     const command = await send(deviceId);
     const viewer = await kit.as("viewer");
+    assert.deepEqual(command.allowedActions, ["CANCEL"]);
+    assert.deepEqual((await viewer.data(CommandDocument, { id: command.id })).command?.allowedActions, [], "a viewer is offered nothing");
     assert.equal(await viewer.errorCode(CancelCommandDocument, { id: command.id }), "FORBIDDEN");
     const stranger = await kit.as("admin", { tenant: "someone-else" });
     assert.equal(await stranger.errorCode(CancelCommandDocument, { id: command.id }), "NOT_FOUND");
