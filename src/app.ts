@@ -18,6 +18,7 @@ import { systemClock, type Clock } from "./clock";
 import { KeyedSerial } from "./common/keyed-serial";
 import { TokenBuckets } from "./common/token-bucket";
 import { CommandService } from "./commands/command-service";
+import { soleWriterLeases } from "./commands/dispatch-leases";
 import { Dispatcher } from "./commands/dispatcher";
 import { CommandLifecycle } from "./commands/lifecycle";
 import { ReplyIngest } from "./commands/reply-ingest";
@@ -247,7 +248,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const dispatcher = new Dispatcher(
       activeCommands,
       deviceDirectory,
-      new DispatchLeaseRepository(database.db),
+      soleWriter ? soleWriterLeases : new DispatchLeaseRepository(database.db),
       lifecycle,
       perDevice,
       (command, message, onAcked) => mqtt.publish(topics.commands(command.deviceId), message, { qos: 1 }, onAcked),
@@ -280,6 +281,9 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     });
     const deviceState = new DeviceStateService(
       deviceRepository,
+      soleWriter
+        ? deviceDirectory
+        : { find: (id) => deviceRepository.findById(id), reportedChanged: (id, reported, at) => deviceDirectory.reportedChanged(id, reported, at) },
       activeCommands,
       catalog,
       perDevice,

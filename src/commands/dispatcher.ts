@@ -4,7 +4,7 @@ import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
 import type { DeviceDirectory } from "../devices/device-directory";
-import type { DispatchLeaseRepository } from "../store/dispatch-lease-repository";
+import type { DispatchLeases } from "./dispatch-leases";
 import type { ActiveCommands } from "./active-commands";
 import type { Command, DispatchClaim } from "./command";
 import { encodeCommandMessage } from "./command-message";
@@ -36,7 +36,7 @@ export class Dispatcher {
   constructor(
     private readonly active: ActiveCommands,
     private readonly devices: DeviceDirectory,
-    private readonly leases: DispatchLeaseRepository,
+    private readonly leases: DispatchLeases,
     private readonly lifecycle: CommandLifecycle,
     private readonly perDevice: KeyedSerial,
     private readonly publish: CommandPublisher,

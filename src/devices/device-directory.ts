@@ -42,6 +42,12 @@ export class DeviceDirectory implements DeviceRegistry {
     if (!this.devices.has(device.id)) this.devices.set(device.id, device);
   }
 
+  /** Keeps the copy's reported state current after this replica wrote it. */
+  reportedChanged(id: string, reported: Record<string, unknown>, at: Date): void {
+    const device = this.devices.get(id);
+    if (device) this.devices.set(id, { ...device, reported, stateUpdatedAt: at });
+  }
+
   /** `false` for an id that is not registered. */
   presence(id: string, online: boolean, at: Date): boolean {
     const device = this.devices.get(id);

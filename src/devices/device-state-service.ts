@@ -12,6 +12,16 @@ import { ACTIVE_STATUSES, deriveState, MAX_REPORTED_BYTES, mergeReported, report
 export type DeviceChangeListener = (device: DeviceRef) => void;
 
 /**
+ * Where a device's current reported state is read before a merge, and told of each write. The device
+ * directory answers from memory when this process is the store's sole writer; with other replicas the
+ * store is read (another replica may have written since).
+ */
+export interface ReportedStateSource {
+  find(id: string): Promise<Device | null>;
+  reportedChanged(id: string, reported: Record<string, unknown>, at: Date): void;
+}
+
+/**
  * A device's state (CONTRACT §6.2): `reported` kept on the device document, written through the
  * device's lane and only when it changes; `desired`, `inSync` and `pendingCommands` derived from its
  * active commands. Tells its listeners when any of it, or the device's presence, changes.
@@ -23,6 +33,7 @@ export class DeviceStateService {
 
   constructor(
     private readonly devices: DeviceRepository,
+    private readonly current: ReportedStateSource,
     private readonly activeCommands: ActiveCommandsView,
     private readonly catalog: CommandCatalog,
     /** The lane of the device's commands and presence: a state write is never lost to a concurrent one in this replica. */
@@ -73,14 +84,16 @@ export class DeviceStateService {
   private report(deviceId: string, patch: StateObject, announceAnyway: boolean): Promise<void> {
     return this.perDevice
       .run(deviceId, async () => {
-        const device = await this.devices.findById(deviceId);
+        const device = await this.current.find(deviceId);
         if (!device) return;
         const change = mergeReported(device.reported ?? {}, patch);
         let written = false;
         if (change && Buffer.byteLength(JSON.stringify(change.merged)) > MAX_REPORTED_BYTES) {
           this.log.warn({ deviceId }, `reported state would exceed ${MAX_REPORTED_BYTES} bytes; report ignored`);
         } else if (change) {
-          await this.devices.updateReported(deviceId, change.set, change.unset, this.clock.now());
+          const at = this.clock.now();
+          await this.devices.updateReported(deviceId, change.set, change.unset, at);
+          this.current.reportedChanged(deviceId, change.merged, at);
           written = true;
         }
         if (written || announceAnyway) this.announce(device);

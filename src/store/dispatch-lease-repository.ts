@@ -1,4 +1,5 @@
 import type { Collection, Db } from "mongodb";
+import type { DispatchLeases } from "../commands/dispatch-leases";
 import { insertUnique } from "./database";
 
 interface LeaseDocument {
@@ -12,7 +13,7 @@ interface LeaseDocument {
  * documents, so a lease write never races a presence write on one document, and a lease is taken by
  * an insert on its unique `_id`, the one write every MongoDB-wire store makes exclusive.
  */
-export class DispatchLeaseRepository {
+export class DispatchLeaseRepository implements DispatchLeases {
   readonly collection: Collection<LeaseDocument>;
 
   constructor(db: Db) {
