@@ -152,8 +152,9 @@ export class CommandService {
     }
     faultPoint("after-store");
     this.lifecycle.created(command);
-    // Before the kick, so that what this command supersedes is not sent first.
-    if (definition.supersedes) await this.superseding.supersedeDue(device.id);
+    // Before the kick, so that what this command supersedes is not sent first. Not a reason to refuse a
+    // command already stored: what is left QUEUED is superseded before the dispatcher sends anything.
+    if (definition.supersedes) await this.superseding.supersedeDue(device.id).catch(() => undefined);
     this.dispatch.kick(device.id);
     return command;
   }
