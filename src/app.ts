@@ -22,6 +22,7 @@ import { soleWriterLeases } from "./commands/dispatch-leases";
 import { Dispatcher } from "./commands/dispatcher";
 import { CommandLifecycle } from "./commands/lifecycle";
 import { ReplyIngest } from "./commands/reply-ingest";
+import { Superseding } from "./commands/superseding";
 import { Sweeper } from "./commands/sweeper";
 import type { Config } from "./config";
 import { DeviceService } from "./devices/device-service";
@@ -245,11 +246,13 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     );
     lifecycle.onTransition(alertService.onCommandChange);
 
+    const superseding = new Superseding(activeCommands, lifecycle, (type) => catalog.find(type), clock);
     const dispatcher = new Dispatcher(
       activeCommands,
       deviceDirectory,
       soleWriter ? soleWriterLeases : new DispatchLeaseRepository(database.db),
       lifecycle,
+      superseding,
       perDevice,
       (command, message, onAcked) => mqtt.publish(topics.commands(command.deviceId), message, { qos: 1 }, onAcked),
       clock,
@@ -270,7 +273,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       (tenant) => pubSub.publish(Topic.PayloadLimitsChanged, { tenant }),
       clock,
     );
-    const commandService = new CommandService(commandRepository, deviceDirectory, activeCommands, catalog, payloadLimits, lifecycle, dispatcher, clock, {
+    const commandService = new CommandService(commandRepository, deviceDirectory, activeCommands, catalog, payloadLimits, lifecycle, dispatcher, superseding, clock, {
       maxQueuedPerDevice: config.maxQueuedPerDevice,
     });
     const deviceService = new DeviceService(deviceRepository, clock);

@@ -20,6 +20,9 @@ export class SendCommandInput {
   @Field(() => Int, { nullable: true, description: "Default: the type's; null = never" })
   expiresInSeconds?: number | null;
 
+  @Field(() => Date, { nullable: true, description: "Not sent before this time (at most 30 days ahead); expiresInSeconds counts from it" })
+  notBefore?: Date | null;
+
   @Field(() => String, { nullable: true, description: "Same caller + same key + same input = the same command, never a second one" })
   idempotencyKey?: string | null;
 }

@@ -90,6 +90,9 @@ export class CommandType {
   @Field(() => Date, { nullable: true, description: "When the sent attempt times out" })
   deadline?: Date;
 
+  @Field(() => Date, { nullable: true, description: "Not sent before this time (a scheduled command)" })
+  notBefore?: Date;
+
   @Field(() => Date, { nullable: true, description: "A command not yet sent by then expires" })
   expiresAt?: Date;
 
@@ -116,6 +119,9 @@ export class CommandType {
 
   @Field(() => EscalationType, { nullable: true })
   escalation?: EscalationType;
+
+  @Field(() => ID, { nullable: true, description: "Set on a command CANCELED because a newer one of a superseding type replaced it" })
+  supersededBy?: string;
 
   @Field(() => [CommandEventType], { description: "Every transition, oldest first" })
   history!: CommandEventType[];

@@ -1,5 +1,5 @@
 import type { ActiveCommandsView } from "../devices/active-commands";
-import type { Command, CommandStatus } from "./command";
+import { byDue, dueAt, type Command, type CommandStatus } from "./command";
 
 /** Statuses in which the gateway still has something to do for a command (send it, wait for it). */
 export const ACTIVE_STATUSES: readonly CommandStatus[] = ["QUEUED", "SENT", "DELIVERED"];
@@ -18,7 +18,7 @@ export class ActiveCommands implements ActiveCommandsView {
   private readonly byId = new Map<string, Command>();
   /** Per device, its active commands by id. */
   private readonly byDevice = new Map<string, Map<string, Command>>();
-  /** Per device, its QUEUED commands oldest first. */
+  /** Per device, its QUEUED commands in the order they fall due (`dueAt`), oldest first. */
   private readonly queues = new Map<string, Command[]>();
   private readonly listeners: ActiveCommandListener[] = [];
   /** Versions of commands that recently left: a late copy of an earlier state must not bring one back. */
@@ -58,9 +58,15 @@ export class ActiveCommands implements ActiveCommandsView {
     for (const listener of this.listeners) listener(command);
   }
 
-  /** The device's QUEUED commands, oldest first (do not modify). */
+  /** The device's QUEUED commands in the order they fall due, oldest first (do not modify). */
   queued(deviceId: string): readonly Command[] {
     return this.queues.get(deviceId) ?? [];
+  }
+
+  /** Whether a QUEUED command of the device is due at `now` (not all of them are scheduled for later). */
+  hasDueQueued(deviceId: string, now: Date): boolean {
+    const first = this.queues.get(deviceId)?.[0];
+    return first !== undefined && dueAt(first) <= now;
   }
 
   /** Devices with QUEUED commands. */
@@ -106,9 +112,9 @@ export class ActiveCommands implements ActiveCommandsView {
 
   private enqueue(command: Command): void {
     const queue = this.queues.get(command.deviceId) ?? [];
-    // Nearly always appended: commands are created in order.
+    // Nearly always appended: commands are created in order, and few are scheduled.
     let i = queue.length;
-    while (i > 0 && byCreation(queue[i - 1]!, command) > 0) i--;
+    while (i > 0 && byDue(queue[i - 1]!, command) > 0) i--;
     queue.splice(i, 0, command);
     this.queues.set(command.deviceId, queue);
   }

@@ -12,8 +12,9 @@ import type { CommandQuery, CommandRepository } from "../store/command-repositor
 import type { DeviceDirectory } from "../devices/device-directory";
 import type { ActiveCommands } from "./active-commands";
 import { allowedActions, type ActionSubject, type CommandAction } from "./allowed-actions";
-import type { Command, DispatchClaim } from "./command";
+import { isDue, type Command, type DispatchClaim } from "./command";
 import type { CommandLifecycle } from "./lifecycle";
+import type { Superseding } from "./superseding";
 import { ESCALATABLE } from "./state-machine";
 
 export interface SendCommandRequest {
@@ -24,6 +25,8 @@ export interface SendCommandRequest {
   /** undefined: the type's default; null: never expires. */
   expiresInSeconds?: number | null;
   idempotencyKey?: string | null;
+  /** Not sent before this time; the expiry counts from it. Absent, null or past: sent at once. */
+  notBefore?: Date | null;
 }
 
 export interface CommandListRequest extends CommandQuery {
@@ -61,6 +64,8 @@ const QUEUE_FULL_RETRY_SECONDS = 60;
 
 export const MAX_TIMEOUT_SECONDS = 86_400;
 export const MAX_EXPIRES_IN_SECONDS = 30 * 86_400;
+/** How far ahead a command may be scheduled: what is planned further ahead belongs in the caller's calendar. */
+export const MAX_SCHEDULE_AHEAD_SECONDS = 30 * 86_400;
 const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
 const MAX_NOTE_LENGTH = 1000;
 
@@ -77,12 +82,13 @@ export class CommandService {
     private readonly payloadLimits: PayloadCheck,
     private readonly lifecycle: CommandLifecycle,
     private readonly dispatch: DispatchTrigger,
+    private readonly superseding: Superseding,
     private readonly clock: Clock,
     private readonly limits: CommandLimits = DEFAULT_COMMAND_LIMITS,
   ) {}
 
   async send(principal: Principal, request: SendCommandRequest): Promise<Command> {
-    validateRequest(request);
+    validateRequest(request, this.clock.now());
     const found = await this.devices.find(request.deviceId);
     const device = found?.tenant === principal.tenant ? found : null;
     // Another tenant's device is indistinguishable from a missing one: no existence leak.
@@ -100,6 +106,9 @@ export class CommandService {
     const expiresIn = request.expiresInSeconds === undefined ? definition.defaultExpiresInSeconds : request.expiresInSeconds;
     const key = request.idempotencyKey ?? undefined;
     const inputHash = key === undefined ? undefined : hashInput(request, payload);
+    const notBefore = request.notBefore ?? undefined;
+    // Counted from when it may first be sent: a scheduled command does not expire while it waits for its time.
+    const expiryFrom = notBefore && notBefore > now ? notBefore : now;
     const command: Command = {
       id: key === undefined ? randomUUID() : idForKey(principal, key),
       v: 0,
@@ -115,7 +124,8 @@ export class CommandService {
       inputHash,
       attempt: 1,
       timeoutSeconds,
-      expiresAt: expiresIn === null ? undefined : new Date(now.getTime() + expiresIn * 1000),
+      notBefore,
+      expiresAt: expiresIn === null ? undefined : new Date(expiryFrom.getTime() + expiresIn * 1000),
       expiresInSeconds: expiresIn ?? undefined,
       createdAt: now,
       updatedAt: now,
@@ -132,7 +142,8 @@ export class CommandService {
       }
       return sameInputOrConflict(resent, inputHash);
     }
-    const claim = this.dispatch.claimForNew(device.id);
+    // A scheduled command is claimed when its time comes.
+    const claim = isDue(command, now) ? this.dispatch.claimForNew(device.id) : undefined;
     if (claim) command.claim = claim;
     if (!(await this.commands.insert(command))) {
       // The id is derived from (caller, key): an existing one is the same request sent before.
@@ -142,6 +153,9 @@ export class CommandService {
     }
     faultPoint("after-store");
     this.lifecycle.created(command);
+    // Before the kick, so that what this command supersedes is not sent first. Not a reason to refuse a
+    // command already stored: what is left QUEUED is superseded before the dispatcher sends anything.
+    if (definition.supersedes) await this.superseding.supersedeDue(device.id).catch(() => undefined);
     this.dispatch.kick(device.id);
     return command;
   }
@@ -240,7 +254,7 @@ export class CommandService {
   }
 }
 
-function validateRequest(request: SendCommandRequest): void {
+function validateRequest(request: SendCommandRequest, now: Date): void {
   if (!DEVICE_ID_PATTERN.test(request.deviceId)) throw badInput("deviceId is not a valid device id", { field: "deviceId" });
   if (!request.type) throw badInput("type must not be empty", { field: "type" });
   const { timeoutSeconds, expiresInSeconds, idempotencyKey } = request;
@@ -249,6 +263,11 @@ function validateRequest(request: SendCommandRequest): void {
   }
   if (expiresInSeconds != null && !(Number.isInteger(expiresInSeconds) && expiresInSeconds >= 1 && expiresInSeconds <= MAX_EXPIRES_IN_SECONDS)) {
     throw badInput(`expiresInSeconds must be between 1 and ${MAX_EXPIRES_IN_SECONDS}, or null`, { field: "expiresInSeconds" });
+  }
+  const { notBefore } = request;
+  if (notBefore != null && !(notBefore instanceof Date && Number.isFinite(notBefore.getTime()))) throw badInput("notBefore must be a date-time", { field: "notBefore" });
+  if (notBefore != null && notBefore.getTime() > now.getTime() + MAX_SCHEDULE_AHEAD_SECONDS * 1000) {
+    throw badInput(`notBefore must be at most ${MAX_SCHEDULE_AHEAD_SECONDS / 86_400} days ahead`, { field: "notBefore" });
   }
   if (idempotencyKey != null && (idempotencyKey.length < 1 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH)) {
     throw badInput(`idempotencyKey must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`, { field: "idempotencyKey" });
@@ -274,6 +293,8 @@ function hashInput(request: SendCommandRequest, payload: Record<string, unknown>
     payload,
     timeoutSeconds: request.timeoutSeconds ?? null,
     expiresInSeconds: request.expiresInSeconds === undefined ? "default" : request.expiresInSeconds,
+    // Only when given, so that the hashes of commands stored before scheduling existed stay the same.
+    ...(request.notBefore ? { notBefore: request.notBefore.toISOString() } : {}),
   };
   return createHash("sha256").update(stringify(input) ?? "").digest("hex");
 }

@@ -54,6 +54,8 @@ export interface Command {
   attempt: number;
   timeoutSeconds: number;
   deadline?: Date;
+  /** Not handed to the broker before this time (a scheduled command); its expiry counts from it. */
+  notBefore?: Date;
   expiresAt?: Date;
   /** The expiry window asked for, so a retry gets a fresh one; absent: never expires. */
   expiresInSeconds?: number;
@@ -67,6 +69,8 @@ export interface Command {
   escalation?: Escalation;
   history: CommandEvent[];
   claim?: DispatchClaim;
+  /** The newer command of a superseding type that replaced this one while it was QUEUED (it is CANCELED). */
+  supersededBy?: string;
   /** Written with the transition that calls for an alert and removed once the alert exists, so a crash in between is repaired. */
   pendingAlert?: PendingAlert;
 }
@@ -76,6 +80,24 @@ export interface PendingAlert {
   level: number;
   /** The attempt it is about (a retry may follow before the alert is written). */
   attempt: number;
+}
+
+/**
+ * When the command is due to be sent: its `notBefore`, or its creation when it has none (or an earlier
+ * one). Commands are sent, and a superseding type replaces, in this order.
+ */
+export function dueAt(command: Pick<Command, "createdAt" | "notBefore">): Date {
+  return command.notBefore && command.notBefore > command.createdAt ? command.notBefore : command.createdAt;
+}
+
+/** Order of falling due (`dueAt`), then of creation. */
+export function byDue(a: Command, b: Command): number {
+  return dueAt(a).getTime() - dueAt(b).getTime() || a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/** Whether the command may be handed to the broker at `now` (its `notBefore` has come). */
+export function isDue(command: Pick<Command, "notBefore">, now: Date): boolean {
+  return !command.notBefore || command.notBefore <= now;
 }
 
 /** What every reader of a command may filter on: the attributes CASL conditions are written over. */

@@ -6,9 +6,10 @@ import type { Metrics } from "../observability/metrics";
 import type { DeviceDirectory } from "../devices/device-directory";
 import type { DispatchLeases } from "./dispatch-leases";
 import type { ActiveCommands } from "./active-commands";
-import type { Command, DispatchClaim } from "./command";
+import { isDue, type Command, type DispatchClaim } from "./command";
 import { encodeCommandMessage } from "./command-message";
 import type { CommandLifecycle } from "./lifecycle";
+import type { Superseding } from "./superseding";
 
 /** How long SENT waits for company (the device's DELIVERED) before it is written alone. */
 const SENT_LINGER_MS = 25;
@@ -20,7 +21,8 @@ const SENT_LINGER_MS = 25;
 export type CommandPublisher = (command: Command, message: string, onAcked?: () => void) => Promise<void>;
 
 /**
- * Moves QUEUED commands to devices, oldest first per device, one device at a time per replica and
+ * Moves QUEUED commands to devices, in the order they fall due per device (a scheduled command waits
+ * for its `notBefore` without holding back the others), one device at a time per replica and
  * one replica at a time per device (a lease in the store, held across runs and renewed when half of
  * it is used). A command is claimed before it is published and marked SENT when the broker
  * acknowledges it; a replica that dies in between leaves a claim that expires, and the command is
@@ -38,6 +40,7 @@ export class Dispatcher {
     private readonly devices: DeviceDirectory,
     private readonly leases: DispatchLeases,
     private readonly lifecycle: CommandLifecycle,
+    private readonly superseding: Superseding,
     private readonly perDevice: KeyedSerial,
     private readonly publish: CommandPublisher,
     private readonly clock: Clock,
@@ -64,13 +67,13 @@ export class Dispatcher {
 
   /**
    * A claim a new command can be stored with, so that sending it costs no claim write: when this
-   * replica holds the device's lease for a while yet, the device is online and nothing queued is
-   * ahead of it. Otherwise undefined (the command is claimed when its turn comes).
+   * replica holds the device's lease for a while yet, the device is online and nothing queued and
+   * due is ahead of it. Otherwise undefined (the command is claimed when its turn comes).
    */
   claimForNew(deviceId: string): DispatchClaim | undefined {
     const now = this.clock.now().getTime();
     if (this.stopped || (this.leasedUntil.get(deviceId) ?? 0) - now < this.leaseMs / 2) return undefined;
-    if (!this.devices.isOnline(deviceId) || this.active.queued(deviceId).length > 0) return undefined;
+    if (!this.devices.isOnline(deviceId) || this.active.hasDueQueued(deviceId, this.clock.now())) return undefined;
     return { owner: this.owner, until: new Date(now + this.leaseMs) };
   }
 
@@ -113,6 +116,8 @@ export class Dispatcher {
         this.metrics.commandsPublished.inc({ kind: "redelivery" });
       }
     }
+    // What fell due since the last run (a scheduled setpoint) replaces what it supersedes before anything is sent.
+    await this.superseding.supersedeDue(deviceId);
     const tried = new Set<string>();
     while (!this.stopped && this.devices.isOnline(deviceId)) {
       const next = this.nextToSend(deviceId, tried);
@@ -133,11 +138,13 @@ export class Dispatcher {
     }
   }
 
-  /** The oldest QUEUED command that is this replica's to send: unclaimed and not expired, its own, or a dead dispatcher's. */
+  /** The first-due QUEUED command that is this replica's to send: unclaimed, due and not expired, its own, or a dead dispatcher's. */
   private nextToSend(deviceId: string, tried: Set<string>): Command | undefined {
     const now = this.clock.now();
     return this.active.queued(deviceId).find(
-      (c) => !tried.has(c.id) && (c.claim ? c.claim.owner === this.owner || c.claim.until < now : !(c.expiresAt && c.expiresAt <= now)),
+      (c) =>
+        !tried.has(c.id) &&
+        (c.claim ? c.claim.owner === this.owner || c.claim.until < now : isDue(c, now) && !(c.expiresAt && c.expiresAt <= now)),
     );
   }
 
@@ -150,6 +157,7 @@ export class Dispatcher {
       if (current.status !== "QUEUED" || current.attempt !== command.attempt) return { refused: "not_queued" };
       const mine = current.claim?.owner === this.owner;
       if (current.claim && !mine && current.claim.until >= now) return { refused: "claimed" };
+      if (!current.claim && !isDue(current, now)) return { refused: "not_due" };
       // Never handed to the broker for this attempt and expired: the expiry is the schedule's to record.
       if (!current.claim && current.expiresAt && current.expiresAt <= now) return { refused: "expired" };
       return { set: { claim: { owner: this.owner, until: new Date(now.getTime() + this.leaseMs) } } };

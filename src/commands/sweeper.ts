@@ -32,11 +32,12 @@ export interface SweeperOptions {
   safetyNet: boolean;
 }
 
-type Due = { id: string; kind: "deadline" | "expiry" };
+type Due = { id: string; kind: "deadline" | "expiry" | "notBefore" };
 
 /**
- * The timed part of the lifecycle: deadlines → TIMED_OUT, expiries → EXPIRED, from an in-memory
- * schedule of every active command (one timer), so nothing polls the store. Every replica knows every
+ * The timed part of the lifecycle: deadlines → TIMED_OUT, expiries → EXPIRED, a scheduled command's
+ * `notBefore` → its device's dispatch woken, from an in-memory schedule of every active command (one
+ * timer), so nothing polls the store. Every replica knows every
  * deadline; the one that dispatched the command acts at the deadline, the others after a grace period,
  * each by compare-and-set, so one of them records it. At start it rebuilds the active commands from
  * the store and writes the alerts a crash left decided but unwritten.
@@ -96,13 +97,19 @@ export class Sweeper {
       const first = this.dispatcher.holdsLease(command.deviceId);
       this.schedule.add(command.expiresAt.getTime() + (first ? 0 : this.options.graceMs), { id: command.id, kind: "expiry" });
     }
+    // Every replica wakes its dispatcher: the one that holds or takes the device's lease sends it.
+    if (command.status === "QUEUED" && !command.claim && command.notBefore && command.notBefore > this.clock.now()) {
+      this.schedule.add(command.notBefore.getTime(), { id: command.id, kind: "notBefore" });
+    }
   }
 
   private async onDue({ id, kind }: Due): Promise<void> {
     const command = this.active.get(id);
     if (!command) return;
     const now = this.clock.now();
-    if (kind === "deadline" && isOverdue(command, now)) {
+    if (kind === "notBefore") {
+      if (command.status === "QUEUED" && this.devices.isOnline(command.deviceId)) this.dispatcher.kick(command.deviceId);
+    } else if (kind === "deadline" && isOverdue(command, now)) {
       const timedOut = await this.lifecycle.apply(id, "timeOut", (current) => {
         // The attempt that was found overdue, not one retried meanwhile.
         if (current.attempt !== command.attempt || !isOverdue(current, this.clock.now())) return null;

@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from "node:util";
 import type { CommandTypeDefinition } from "../catalog/command-types";
-import type { Command, CommandStatus } from "../commands/command";
+import { byDue, type Command, type CommandStatus } from "../commands/command";
 
 /** Commands not yet final: what they set is `desired` until they end (CONTRACT §6.2). */
 export const ACTIVE_STATUSES: readonly CommandStatus[] = ["QUEUED", "SENT", "DELIVERED"];
@@ -18,11 +18,10 @@ export interface DerivedDeviceState {
   pendingCommands: number;
 }
 
-/** What the device's active commands will set, the newest command winning per key. */
+/** What the device's active commands will set, the one that falls due last winning per key (the order they are sent in). */
 export function desiredStateOf(active: readonly Command[], definitionOf: (type: string) => CommandTypeDefinition | undefined): StateObject {
   const desired: StateObject = {};
-  const oldestFirst = [...active].sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime());
-  for (const command of oldestFirst) {
+  for (const command of [...active].sort(byDue)) {
     for (const [key, source] of Object.entries(definitionOf(command.type)?.desiredState ?? {})) {
       const value = "value" in source ? source.value : command.payload[source.payloadField];
       if (value !== undefined) desired[key] = value;

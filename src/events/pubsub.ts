@@ -39,7 +39,7 @@ export function createGatewayPubSub(eventTarget?: EventTarget): GatewayPubSub {
   return createPubSub<PubSubArgs>(eventTarget ? { eventTarget: eventTarget as never } : undefined);
 }
 
-const COMMAND_DATES = ["createdAt", "updatedAt", "sentAt", "deliveredAt", "completedAt", "deadline", "expiresAt"] as const;
+const COMMAND_DATES = ["createdAt", "updatedAt", "sentAt", "deliveredAt", "completedAt", "deadline", "expiresAt", "notBefore"] as const;
 const ALERT_DATES = ["raisedAt", "resolvedAt"] as const;
 
 /** Restores the Date fields that JSON turned into strings on the way through the broker. */

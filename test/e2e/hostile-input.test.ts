@@ -195,7 +195,8 @@ describe("hostile input against the gateway process", () => {
     commandB = await sent(as("operatorB"), thermostatInput({ deviceId: ids.dB }));
     await waitForStatus(as("operatorA"), commandA, "SUCCEEDED");
     await waitForStatus(as("operatorB"), commandB, "SUCCEEDED");
-    for (let i = 0; i < MAX_QUEUED; i++) await sent(as("adminA"), thermostatInput({ deviceId: ids.fullA }));
+    // Reboots, not setpoints: each setpoint would supersede the one before it, and the queue would never fill.
+    for (let i = 0; i < MAX_QUEUED; i++) await sent(as("adminA"), { deviceId: ids.fullA, type: "device.reboot" });
   });
 
   after(async () => {
@@ -649,6 +650,25 @@ describe("hostile input against the gateway process", () => {
         assert.ok(i < 200, "the telemetry state was never stored");
         await new Promise((r) => setTimeout(r, 50));
       }
+    });
+  });
+
+  describe("scheduled commands (notBefore)", () => {
+    it("a notBefore more than 30 days ahead: BAD_USER_INPUT on notBefore, nothing stored", async () => {
+      const notBefore = new Date(Date.now() + 31 * 86_400_000).toISOString();
+      const r = await refused(() => send(as("operatorA"), thermostatInput({ notBefore })));
+      assert.deepEqual([r.code, r.extensions.field], ["BAD_USER_INPUT", "notBefore"]);
+    });
+    it("a notBefore that is not a date-time (words, an impossible date, a number, an operator object, empty): BAD_USER_INPUT", async () => {
+      for (const notBefore of ["tomorrow", "2026-02-30T25:00:00Z", 1_900_000_000_000, { $gt: "" }, "", "9999999-01-01T00:00:00Z"]) {
+        const r = await refused(() => send(as("operatorA"), thermostatInput({ notBefore })));
+        assert.equal(r.code, "BAD_USER_INPUT", JSON.stringify(notBefore));
+      }
+    });
+    it("a scheduled command of a type the caller may not send: FORBIDDEN at once, not when it falls due", async () => {
+      const notBefore = new Date(Date.now() + 3_600_000).toISOString();
+      const r = await refused(() => send({ apiKey: apiKeyA.key }, thermostatInput({ notBefore })));
+      assert.equal(r.code, "FORBIDDEN");
     });
   });
 

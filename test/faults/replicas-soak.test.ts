@@ -6,6 +6,7 @@ import { createSimulatedDevice, DeviceClient } from "../../src/device-sdk";
 import {
   CommandDocument,
   CommandUpdatedDocument,
+  DeviceStateDocument,
   RegisterDeviceDocument,
   RetryCommandDocument,
   SendCommandDocument,
@@ -29,7 +30,8 @@ const REPLICAS = 3;
 /** Every tenth command goes to the device that fails a first attempt. */
 const FAILING_EVERY = 10;
 const TIMEOUT_SECONDS = 15;
-const FINAL: CommandStatus[] = ["SUCCEEDED", "FAILED", "TIMED_OUT", "EXPIRED"];
+/** CANCELED: a setpoint superseded by a newer one while it was queued (a flapping device). */
+const FINAL: CommandStatus[] = ["SUCCEEDED", "FAILED", "TIMED_OUT", "EXPIRED", "CANCELED"];
 /** Below the runner's budget for the file, so a stuck command fails here, with its report and the hooks run. */
 const TEST_BUDGET_MS = Number(process.env.TEST_TIMEOUT_MS ?? 240_000) - 30_000;
 
@@ -41,7 +43,9 @@ type Final = NonNullable<CommandQuery["command"]>;
  * attempt. Invariants: every command ends in a final state, most of the lossy devices' ones SUCCEEDED
  * after DELIVERED, some timed out, each with one TIMED_OUT alert; a failed command retried runs again
  * and succeeds; a subscriber on each replica saw every transition of every command; no command ran
- * twice; the gateway published each attempt once (one replica) and raised no attempt on its own.
+ * twice; the gateway published each attempt once (one replica) and raised no attempt on its own; a
+ * setpoint superseded while queued was never sent; each device's reported state is its last
+ * SUCCEEDED setpoint (no state write lost to a concurrent one on another replica).
  */
 describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy and flapping devices`, () => {
   const database = uniqueName("soak_");
@@ -149,7 +153,14 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
     const finals = await settle(clients[0]!, ids, deadline, FINAL, () => rejectedReplies(gateways));
 
     const history = (id: string) => finals.get(id)!.history.map((h) => h.status);
-    const lossyIds = ids.filter((id) => !toFailing.has(id));
+    // Superseded while queued (its device away): never handed to the broker, never run.
+    const superseded = ids.filter((id) => finals.get(id)!.status === "CANCELED");
+    for (const id of superseded) {
+      assert.ok(finals.get(id)!.supersededBy, `${id} CANCELED only by superseding: ${history(id).join(" ")}`);
+      assert.deepEqual(history(id), ["QUEUED", "CANCELED"], `${id} was superseded after it was sent`);
+      assert.equal(deliveries.of(id).length, 0, `${id} superseded, yet delivered`);
+    }
+    const lossyIds = ids.filter((id) => !toFailing.has(id) && !superseded.includes(id));
     // Liveness: replies through the shared group arrive and are applied.
     const succeededDelivered = lossyIds.filter((id) => finals.get(id)!.status === "SUCCEEDED" && history(id).includes("DELIVERED"));
     assert.ok(
@@ -158,7 +169,7 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
     );
 
     // FAILED → retry → run again. A first attempt that timed out (a slow machine) is retried the same way.
-    const retried = [...toFailing].filter((id) => finals.get(id)!.status !== "SUCCEEDED");
+    const retried = [...toFailing].filter((id) => finals.get(id)!.status !== "SUCCEEDED" && !superseded.includes(id));
     for (const [n, id] of retried.entries()) {
       const { retryCommand } = await clients[n % REPLICAS]!.data(RetryCommandDocument, { id });
       assert.equal(retryCommand.attempt, 2);
@@ -173,7 +184,7 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
     console.log(
       `# soak: ${ids.length} commands on ${DEVICES} lossy devices and 1 failing one through ${REPLICAS} replicas: ` +
         `${count("SUCCEEDED")} SUCCEEDED (${succeededDelivered.length}/${lossyIds.length} lossy after DELIVERED), ${count("FAILED")} FAILED, ` +
-        `${count("TIMED_OUT")} TIMED_OUT; ${timedOut.length} timed out at some point; ${retried.length} retried; ` +
+        `${count("TIMED_OUT")} TIMED_OUT, ${superseded.length} superseded; ${timedOut.length} timed out at some point; ${retried.length} retried; ` +
         `${sends} sends and ${redeliveries} redeliveries published, ${deliveries.all.length} deliveries received`,
     );
 
@@ -219,8 +230,24 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
     // What the gateway sent: attempts rise only through retryCommand; one dispatch per attempt across
     // the replicas; a resend only after a reconnect (each replica resends once per announcement).
     assert.deepEqual(deliveries.unexplainedAttempts(), [], "an attempt no retry made");
-    assert.equal(sends, ids.length + retried.length, "each attempt dispatched by one replica, once");
+    assert.equal(sends, ids.length - superseded.length + retried.length, "each attempt dispatched by one replica, once");
     assert.deepEqual(deliveries.repeatedWithin(1 + REPLICAS), [], "copies of one attempt on one connection");
+
+    // Device state: each device reports the setpoint of its last SUCCEEDED command, whichever replica
+    // applied which reply (the state is written after the transition, so it is waited for).
+    const lastSetpoint = new Map<string, { at: number; celsius: unknown }>();
+    for (const final of finals.values()) {
+      if (final.status !== "SUCCEEDED") continue;
+      const at = Date.parse(final.completedAt!);
+      const known = lastSetpoint.get(final.deviceId);
+      if (!known || at > known.at) lastSetpoint.set(final.deviceId, { at, celsius: (final.payload as { celsius?: unknown }).celsius });
+    }
+    for (const [deviceId, { celsius }] of lastSetpoint) {
+      const reported = async () => (await clients[2]!.data(DeviceStateDocument, { id: deviceId })).device?.reported as Record<string, unknown> | undefined;
+      await waitUntil(`${deviceId} reports setpoint ${String(celsius)}`, async () => (await reported())?.setpoint === celsius, 20_000).catch(async () =>
+        assert.fail(`${deviceId} reports ${JSON.stringify(await reported())}, its last SUCCEEDED setpoint was ${String(celsius)}`),
+      );
+    }
   });
 });
 

@@ -69,10 +69,9 @@ for (const broker of ["aedes", "mosquitto"] as const) {
       const device = await kit.device(deviceId, "thermostat", { connect: false });
       const operator = await kit.as("operator");
       const sent: string[] = [];
-      for (const celsius of [18, 19, 20]) {
-        const { sendCommand } = await operator.data(SendCommandDocument, {
-          input: { deviceId, type: "thermostat.setTemperature", payload: { celsius } },
-        });
+      // Not setpoints: a newer setpoint supersedes the ones still queued (superseding.test.ts).
+      for (const input of [{ type: "device.reboot" }, { type: "thermostat.setTemperature", payload: { celsius: 18 } }, { type: "device.reboot" }]) {
+        const { sendCommand } = await operator.data(SendCommandDocument, { input: { deviceId, ...input } });
         sent.push(sendCommand.id);
       }
       const waiting = await operator.data(CommandsDocument, { filter: { deviceId } });
@@ -85,7 +84,7 @@ for (const broker of ["aedes", "mosquitto"] as const) {
       device.on("command", (command) => order.push(command.id));
       const updates = await operator.subscribe(CommandUpdatedDocument, { deviceId });
       // Markers queue behind the three; each is a QUEUED event at once.
-      await updates.ready(commandMarker(operator, { deviceId, type: "thermostat.setTemperature", payload: { celsius: 21 } }));
+      await updates.ready(commandMarker(operator, { deviceId, type: "device.reboot" }));
       const online = Date.now();
       await device.start();
       for (const id of sent) await updates.waitFor((u) => u.commandUpdated.id === id && u.commandUpdated.status === "SUCCEEDED");
