@@ -281,7 +281,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       perDevice,
       // A device announces itself online only when it (re)connects, and a retained announcement reaches
       // us when we (re)subscribe: either way what it was sent but did not acknowledge may be lost.
-      (deviceId) => dispatcher.kick(deviceId, { redeliver: true }),
+      (deviceId) => dispatcher.announced(deviceId),
       (device) => deviceState.presenceChanged(device),
       clock,
       log.child({ component: "presence" }),
@@ -298,6 +298,8 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       ackAfterHandling: true,
     });
     await mqtt.subscribe(topics.allDevices("presence"), onDeviceMessage((id, payload) => presence.handle(id, payload)));
+    // Publishes failed while the broker was away; a persistent session brings no retained presence to kick them.
+    mqtt.onReconnected(() => sweeper.kickQueuedDevices());
 
     const enabledRules = new EnabledRules(ruleRepository, clock, log.child({ component: "rules" }));
     const ruleService = new RuleService(ruleRepository, deviceRepository, catalog, enabledRules, clock);
