@@ -40,7 +40,8 @@ import { connectDatabase } from "./store/database";
 import { DeviceRepository } from "./store/device-repository";
 import { DispatchLeaseRepository } from "./store/dispatch-lease-repository";
 import { PayloadLimitRepository } from "./store/payload-limit-repository";
-import { mongoCommandIdQueries, withDefaultIdQueries } from "./store/store-ports";
+import { guardRefusalsAsMisses } from "./embedded/sqlite-store-ports";
+import { mongoCommandIdQueries, mongoVersionedWrites, withDefaultIdQueries } from "./store/store-ports";
 import { ActiveCommands } from "./commands/active-commands";
 import type { Command } from "./commands/command";
 import { DeviceDirectory } from "./devices/device-directory";
@@ -148,7 +149,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     ]);
     // After ensureIndexes: the tuning works on the tables behind the collections.
     const storePorts = await embeddedStore?.tune(database.db, config.mongodbDb);
-    const commandRepository = new CommandRepository(database.db, storePorts?.versionedWrites);
+    const commandRepository = new CommandRepository(database.db, storePorts?.versionedWrites ?? guardRefusalsAsMisses(mongoVersionedWrites));
     // The embedded store migrated before installing its version guard (and a scan of history there is costly).
     if (!storePorts) await commandRepository.migrateVersions();
     const commandIds = withDefaultIdQueries(storePorts?.commandIdQueries, mongoCommandIdQueries(commandRepository.collection));

@@ -18,7 +18,7 @@ import { commandMarker, TEST_JWT_SECRET } from "../kit/gateway";
 import { GraphQLTestClient, type Subscription } from "../kit/graphql-client";
 import { readMetric } from "../kit/metrics";
 import { dropBrokerSession, startGatewayProcess, type GatewayProcess } from "../kit/process";
-import { MOSQUITTO_URL, testStoreUri, uniqueName } from "../kit/store";
+import { MOSQUITTO_URL, startGuardedTestStore, uniqueName, type GuardedTestStore } from "../kit/store";
 import { waitUntil } from "../kit/wait";
 
 // Scaled by environment: the CI default is small but not trivial; the full run is
@@ -42,6 +42,9 @@ type Final = NonNullable<CommandQuery["command"]>;
  * after DELIVERED, some timed out, each with one TIMED_OUT alert; a failed command retried runs again
  * and succeeds; a subscriber on each replica saw every transition of every command; no command ran
  * twice; the gateway published each attempt once (one replica) and raised no attempt on its own.
+ * The replicas share a FerretDB of the file's own with the version guard on `commands`: without it their
+ * compare-and-set is not atomic (FERRETDB.md §2), racing writes overwrite each other, and commands are
+ * left SENT or DELIVERED that no replica still holds, which is FerretDB's limit, not the gateway's.
  */
 describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy and flapping devices`, () => {
   const database = uniqueName("soak_");
@@ -55,10 +58,12 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
   const markerDevice = uniqueName("marker-");
   const deliveries = new DeliveryLog();
   const subscriptions: Array<Subscription<CommandUpdatedSubscription>> = [];
+  let store: GuardedTestStore;
   let storeUri: string;
 
   before(async () => {
-    storeUri = await testStoreUri();
+    store = await startGuardedTestStore();
+    storeUri = store.uri;
     const token = await signToken(TEST_JWT_SECRET, { sub: "soak-admin", tenant, roles: ["admin"] });
     const env = (replicaId: string) => ({
       MONGODB_URI: storeUri,
@@ -74,6 +79,8 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
     // The first one alone: FerretDB v1 breaks connections when several clients create one new database's
     // collections and indexes at once. The others then start together.
     gateways.push(await startGatewayProcess(env(replicaIds[0]!)));
+    // Its collections exist now; the others start on a guarded table.
+    await store.guard(database);
     const started = await Promise.allSettled(replicaIds.slice(1).map((id) => startGatewayProcess(env(id))));
     for (const result of started) if (result.status === "fulfilled") gateways.push(result.value);
     for (const result of started) if (result.status === "rejected") throw result.reason;
@@ -109,6 +116,7 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
     await Promise.all([...lossy, failing].map((d) => d?.stop({ graceful: false })));
     await Promise.all(gateways.map((g) => g.stop()));
     await Promise.all(replicaIds.map((id) => dropBrokerSession(MOSQUITTO_URL, `gateway-${id}`)));
+    await store?.stop();
   });
 
   it("ends every command truthfully, alerts once per timeout, retries a failure, shows every transition on every replica, runs nothing twice", { timeout: TEST_BUDGET_MS }, async () => {
