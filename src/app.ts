@@ -49,7 +49,8 @@ import { connectDatabase } from "./store/database";
 import { DeviceRepository } from "./store/device-repository";
 import { DispatchLeaseRepository } from "./store/dispatch-lease-repository";
 import { PayloadLimitRepository } from "./store/payload-limit-repository";
-import { mongoCommandIdQueries, withDefaultIdQueries } from "./store/store-ports";
+import { guardRefusalsAsMisses } from "./embedded/sqlite-store-ports";
+import { mongoCommandIdQueries, mongoVersionedWrites, withDefaultIdQueries } from "./store/store-ports";
 import { ActiveCommands } from "./commands/active-commands";
 import type { Command } from "./commands/command";
 import { DeviceDirectory } from "./devices/device-directory";
@@ -170,7 +171,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     ]);
     // After ensureIndexes: the tuning works on the tables behind the collections.
     const storePorts = await embeddedStore?.tune(database.db, config.mongodbDb);
-    const commandRepository = new CommandRepository(database.db, storePorts?.versionedWrites);
+    const commandRepository = new CommandRepository(database.db, storePorts?.versionedWrites ?? guardRefusalsAsMisses(mongoVersionedWrites));
     // The embedded store migrated before installing its version guard (and a scan of history there is costly).
     if (!storePorts) await commandRepository.migrateVersions();
     const commandIds = withDefaultIdQueries(storePorts?.commandIdQueries, mongoCommandIdQueries(commandRepository.collection));
@@ -329,7 +330,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       perDevice,
       // A device announces itself online only when it (re)connects, and a retained announcement reaches
       // us when we (re)subscribe: either way what it was sent but did not acknowledge may be lost.
-      (deviceId) => dispatcher.kick(deviceId, { redeliver: true }),
+      (deviceId) => dispatcher.announced(deviceId),
       (device) => deviceState.presenceChanged(device),
       clock,
       log.child({ component: "presence" }),
@@ -346,6 +347,8 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       ackAfterHandling: true,
     });
     await mqtt.subscribe(topics.allDevices("presence"), onDeviceMessage((id, payload) => presence.handle(id, payload)));
+    // Publishes failed while the broker was away; a persistent session brings no retained presence to kick them.
+    mqtt.onReconnected(() => sweeper.kickQueuedDevices());
 
     const enabledRules = new EnabledRules(ruleRepository, clock, log.child({ component: "rules" }));
     const ruleService = new RuleService(ruleRepository, deviceRepository, catalog, enabledRules, clock);

@@ -13,6 +13,8 @@ import type { Superseding } from "./superseding";
 
 /** How long SENT waits for company (the device's DELIVERED) before it is written alone. */
 const SENT_LINGER_MS = 25;
+/** Publish times kept before those of commands no longer SENT or QUEUED are dropped. */
+const PUBLISHED_KEPT = 1_000;
 
 /**
  * Sends a command message to its device; resolves when the broker has acknowledged it. `onAcked` runs
@@ -31,6 +33,11 @@ export type CommandPublisher = (command: Command, message: string, onAcked?: () 
  */
 export class Dispatcher {
   private readonly running = new Map<string, { again: boolean; redeliver: boolean }>();
+  /** When each device's latest online announcement was handled. */
+  private readonly announcedAt = new Map<string, number>();
+  /** When this process last published each command (a redelivery skips what went to the announced connection). */
+  private readonly publishedAt = new Map<string, number>();
+  private prunePublishedAbove = PUBLISHED_KEPT;
   /** Devices whose lease this replica holds, and until when. */
   private readonly leasedUntil = new Map<string, number>();
   private stopped = false;
@@ -51,7 +58,16 @@ export class Dispatcher {
     private readonly log: Logger,
   ) {}
 
-  /** Works on the device's queue soon; calls while a run is under way make it run once more. */
+  /** The device announced itself online (a new connection, or the retained announcement): sends it what may be lost. */
+  announced(deviceId: string): void {
+    this.announcedAt.set(deviceId, this.clock.now().getTime());
+    this.kick(deviceId, { redeliver: true });
+  }
+
+  /**
+   * Works on the device's queue soon; calls while a run is under way make it run once more. `redeliver`:
+   * first sends again the SENT commands that may not have reached the device's announced connection.
+   */
   kick(deviceId: string, options: { redeliver?: boolean } = {}): void {
     if (this.stopped) return;
     const run = this.running.get(deviceId);
@@ -109,10 +125,15 @@ export class Dispatcher {
   private async runOnce(deviceId: string, redeliver: boolean): Promise<void> {
     if (!this.devices.isOnline(deviceId) || !(await this.holdLease(deviceId))) return;
     if (redeliver) {
-      // Sent before the device went away and never acknowledged: send again, same id and attempt.
-      for (const command of this.active.sent(deviceId)) {
+      // Sent before the device announced its connection and never acknowledged: send again, same id and
+      // attempt. What this process published after the announcement went to that connection (the device
+      // subscribes before it announces): sending it again would only be a copy. Without an announcement
+      // seen, the connection's age is unknown: everything SENT goes again.
+      const announcedAt = this.announcedAt.get(deviceId) ?? Infinity;
+      const maybeLost = this.active.sent(deviceId).filter((c) => (this.publishedAt.get(c.id) ?? -Infinity) <= announcedAt);
+      for (const command of maybeLost) {
         if (!this.devices.isOnline(deviceId)) return;
-        await this.publish(command, encodeCommandMessage(command));
+        await this.publishing(command);
         this.metrics.commandsPublished.inc({ kind: "redelivery" });
       }
     }
@@ -129,13 +150,26 @@ export class Dispatcher {
       faultPoint("after-claim");
       let marked: Promise<{ done: Promise<unknown> }> | undefined;
       // SENT is queued in the device's lane at the PUBACK itself, ahead of the device's replies.
-      await this.publish(command, encodeCommandMessage(command), () => {
+      await this.publishing(command, () => {
         faultPoint("after-publish");
         marked = this.perDevice.run(deviceId, async () => ({ done: this.markSent(command) }));
       });
       this.metrics.commandsPublished.inc({ kind: "send" });
       await (await marked)?.done;
     }
+  }
+
+  /** Publishes the command and notes when (before the broker has it, so a later announcement is later). */
+  private publishing(command: Command, onAcked?: () => void): Promise<void> {
+    this.publishedAt.set(command.id, this.clock.now().getTime());
+    if (this.publishedAt.size > this.prunePublishedAbove) {
+      for (const id of this.publishedAt.keys()) {
+        const status = this.active.get(id)?.status;
+        if (status !== "SENT" && status !== "QUEUED") this.publishedAt.delete(id);
+      }
+      this.prunePublishedAbove = 2 * this.publishedAt.size + PUBLISHED_KEPT;
+    }
+    return this.publish(command, encodeCommandMessage(command), onAcked);
   }
 
   /** The first-due QUEUED command that is this replica's to send: unclaimed, due and not expired, its own, or a dead dispatcher's. */

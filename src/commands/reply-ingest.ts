@@ -130,6 +130,11 @@ export class ReplyIngest {
     else {
       set.completedAt = now;
       if (!command.deliveredAt) set.deliveredAt = now;
+      // A final reply proves delivery. Its DELIVERED may still be on its way, or already refused: through a
+      // shared subscription a device's replies reach different replicas, and the final one may be stored first.
+      if (command.status === "QUEUED" || command.status === "SENT") {
+        steps.push({ change: "deviceDelivered", event: { status: "DELIVERED", at: now, actor: `device:${deviceId}`, detail: "implied by the final reply" } });
+      }
       if (reply.status === "SUCCEEDED") set.result = reply.result ?? {};
       else {
         set.error = reply.error;

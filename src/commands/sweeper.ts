@@ -74,11 +74,14 @@ export class Sweeper {
     active.onActive((command) => this.plan(command));
   }
 
-  /** Rebuilds memory from the store, then keeps the schedule and the safety nets running. */
+  /**
+   * Rebuilds memory from the store, then keeps the schedule and the safety nets running. Dispatch starts
+   * with each device's retained presence, which the gateway receives when it subscribes: kicked before
+   * that, a command published in between would be sent again by the announcement's redelivery.
+   */
   async start(): Promise<void> {
     await this.readIntoMemory(await this.ids.idsWithStatus(ACTIVE_STATUSES, REBUILD_LIMIT));
     await this.raisePendingAlerts();
-    for (const deviceId of [...this.active.devicesWithQueued()]) if (this.devices.isOnline(deviceId)) this.dispatcher.kick(deviceId);
     this.every(this.options.leaseMs, () => this.kickStalledQueues());
     if (this.options.safetyNet) this.every(SAFETY_NET_INTERVAL_MS, () => this.track(this.safetyNet()));
   }
@@ -129,6 +132,11 @@ export class Sweeper {
         };
       });
     }
+  }
+
+  /** Works on every online device's queue (the broker connection is back: what failed to publish meanwhile). */
+  kickQueuedDevices(): void {
+    for (const deviceId of [...this.active.devicesWithQueued()]) if (this.devices.isOnline(deviceId)) this.dispatcher.kick(deviceId);
   }
 
   /** Online devices whose queue has not moved for a lease period: a lost wake-up, or a dead replica's lease. */

@@ -40,6 +40,24 @@ export class GuardedVersionedWrites implements VersionedWrites {
   }
 }
 
+/**
+ * For a store the gateway did not start (MONGODB_URI): the `{ _id, v }` compare-and-set as on MongoDB, where a
+ * version guard's refusal is a miss like any other. Such a store is atomic only if it is MongoDB or a FerretDB
+ * whose tables someone gave the guard (FERRETDB.md §2); on MongoDB the refusal never happens.
+ */
+export function guardRefusalsAsMisses(writes: VersionedWrites): VersionedWrites {
+  return {
+    async update(collection, id, expectedVersion, update) {
+      try {
+        return await writes.update(collection, id, expectedVersion, update);
+      } catch (error) {
+        if (isVersionGuardRejection(error)) return null;
+        throw error;
+      }
+    },
+  };
+}
+
 /** The command id lookups as SQL over the index the tuning created (`status`, `updatedAt`), never a table scan. */
 export class SqliteCommandIdQueries implements CommandIdQueries {
   private readonly table: string;

@@ -130,6 +130,11 @@ export class MqttConnection {
     return new MqttConnection(client, options.publishTimeoutMs ?? 10_000);
   }
 
+  /** Runs `listener` each time the connection to the broker is back after a loss. */
+  onReconnected(listener: () => void): void {
+    this.client.on("connect", listener);
+  }
+
   isConnected(): boolean {
     return this.client.connected;
   }

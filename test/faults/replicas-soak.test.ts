@@ -19,7 +19,7 @@ import { commandMarker, TEST_JWT_SECRET } from "../kit/gateway";
 import { GraphQLTestClient, type Subscription } from "../kit/graphql-client";
 import { readMetric } from "../kit/metrics";
 import { dropBrokerSession, startGatewayProcess, type GatewayProcess } from "../kit/process";
-import { MOSQUITTO_URL, testStoreUri, uniqueName } from "../kit/store";
+import { MOSQUITTO_URL, startGuardedTestStore, uniqueName, type GuardedTestStore } from "../kit/store";
 import { waitUntil } from "../kit/wait";
 
 // Scaled by environment: the CI default is small but not trivial; the full run is
@@ -46,6 +46,9 @@ type Final = NonNullable<CommandQuery["command"]>;
  * twice; the gateway published each attempt once (one replica) and raised no attempt on its own; a
  * setpoint superseded while queued was never sent; each device's reported state is its last
  * SUCCEEDED setpoint (no state write lost to a concurrent one on another replica).
+ * The replicas share a FerretDB of the file's own with the version guard on `commands`: without it their
+ * compare-and-set is not atomic (FERRETDB.md §2), racing writes overwrite each other, and commands are
+ * left SENT or DELIVERED that no replica still holds, which is FerretDB's limit, not the gateway's.
  */
 describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy and flapping devices`, () => {
   const database = uniqueName("soak_");
@@ -59,10 +62,12 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
   const markerDevice = uniqueName("marker-");
   const deliveries = new DeliveryLog();
   const subscriptions: Array<Subscription<CommandUpdatedSubscription>> = [];
+  let store: GuardedTestStore;
   let storeUri: string;
 
   before(async () => {
-    storeUri = await testStoreUri();
+    store = await startGuardedTestStore();
+    storeUri = store.uri;
     const token = await signToken(TEST_JWT_SECRET, { sub: "soak-admin", tenant, roles: ["admin"] });
     const env = (replicaId: string) => ({
       MONGODB_URI: storeUri,
@@ -78,15 +83,18 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
     // The first one alone: FerretDB v1 breaks connections when several clients create one new database's
     // collections and indexes at once. The others then start together.
     gateways.push(await startGatewayProcess(env(replicaIds[0]!)));
+    // Its collections exist now; the others start on a guarded table.
+    await store.guard(database);
     const started = await Promise.allSettled(replicaIds.slice(1).map((id) => startGatewayProcess(env(id))));
     for (const result of started) if (result.status === "fulfilled") gateways.push(result.value);
     for (const result of started) if (result.status === "rejected") throw result.reason;
     for (const gateway of gateways) clients.push(new GraphQLTestClient(gateway.url, { token }));
 
-    const register = (id: string) => clients[0]!.data(RegisterDeviceDocument, { input: { id, site: "site-a", model: "thermostat" } });
+    const register = (id: string, model = "thermostat") => clients[0]!.data(RegisterDeviceDocument, { input: { id, site: "site-a", model } });
     const lossyIds = Array.from({ length: DEVICES }, (_, i) => uniqueName(`soak${i}-`));
+    // A valve: its commands do not supersede each other, so every failed one is retried and runs again.
     const failingId = uniqueName("flaky-");
-    await Promise.all([...lossyIds, failingId, markerDevice].map(register));
+    await Promise.all([...[...lossyIds, markerDevice].map((id) => register(id)), register(failingId, "valve")]);
     for (const deviceId of lossyIds) {
       lossy.push(createSimulatedDevice({ deviceId, model: "thermostat", brokerUrl: MOSQUITTO_URL, topicPrefix: prefix, latencyMs: [10, 150], dropRate: 0.1 }));
     }
@@ -94,7 +102,7 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
       deviceId: failingId,
       brokerUrl: MOSQUITTO_URL,
       topicPrefix: prefix,
-      handler: ({ attempt, payload }) => (attempt === 1 ? { error: { code: "FLAKY", message: "fails a first attempt" } } : { result: { setpoint: payload.celsius } }),
+      handler: ({ attempt, payload }) => (attempt === 1 ? { error: { code: "FLAKY", message: "fails a first attempt" } } : { result: { open: true, seconds: payload.seconds } }),
     });
     for (const device of [...lossy, failing]) deliveries.watch(device);
     await Promise.all([...lossy, failing].map((device) => device.start()));
@@ -113,6 +121,7 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
     await Promise.all([...lossy, failing].map((d) => d?.stop({ graceful: false })));
     await Promise.all(gateways.map((g) => g.stop()));
     await Promise.all(replicaIds.map((id) => dropBrokerSession(MOSQUITTO_URL, `gateway-${id}`)));
+    await store?.stop();
   });
 
   it("ends every command truthfully, alerts once per timeout, retries a failure, shows every transition on every replica, runs nothing twice", { timeout: TEST_BUDGET_MS }, async () => {
@@ -140,7 +149,10 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
           const device = n % FAILING_EVERY === FAILING_EVERY - 1 ? failing : lossy[n % DEVICES]!;
           const { sendCommand } = await clients[n % REPLICAS]!.data(SendCommandDocument, {
             // Long enough for a loaded machine: what times out is what a device dropped (or a lost reply).
-            input: { deviceId: device.deviceId, type: "thermostat.setTemperature", payload: { celsius: 5 + (n % 30) }, timeoutSeconds: TIMEOUT_SECONDS },
+            input:
+              device === failing
+                ? { deviceId: device.deviceId, type: "valve.open", payload: { seconds: 1 + (n % 60) }, timeoutSeconds: TIMEOUT_SECONDS }
+                : { deviceId: device.deviceId, type: "thermostat.setTemperature", payload: { celsius: 5 + (n % 30) }, timeoutSeconds: TIMEOUT_SECONDS },
           });
           ids.push(sendCommand.id);
           if (device === failing) toFailing.add(sendCommand.id);
@@ -237,7 +249,7 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
     // applied which reply (the state is written after the transition, so it is waited for).
     const lastSetpoint = new Map<string, { at: number; celsius: unknown }>();
     for (const final of finals.values()) {
-      if (final.status !== "SUCCEEDED") continue;
+      if (final.status !== "SUCCEEDED" || final.deviceId === failing.deviceId) continue;
       const at = Date.parse(final.completedAt!);
       const known = lastSetpoint.get(final.deviceId);
       if (!known || at > known.at) lastSetpoint.set(final.deviceId, { at, celsius: (final.payload as { celsius?: unknown }).celsius });

@@ -17,6 +17,8 @@ import { readMetric, waitForMetric } from "../kit/metrics";
 import { MOSQUITTO_URL, uniqueName } from "../kit/store";
 
 const HANDLED = "gateway_telemetry_messages_total";
+/** Handled counts a message the engine threw on too: a negative check must also see that none failed. */
+const failedEvaluations = (url: string) => readMetric(url, "gateway_telemetry_dropped_total", { reason: "failed" });
 
 const tooHot = (overrides: Partial<RuleInput> = {}): RuleInput => ({
   name: "too hot",
@@ -48,11 +50,12 @@ describe("automation rules", () => {
   });
   after(() => kit.stop());
 
-  /** Publishes telemetry and resolves once the gateway has handled all of it, rules fired included. */
+  /** Publishes telemetry and resolves once the gateway has evaluated all of it (none failed), rules fired included. */
   async function publish(...batches: Array<[DeviceClient, Array<Record<string, unknown>>]>) {
-    const handled = await readMetric(kit.url, HANDLED);
+    const [handled, failed] = await Promise.all([readMetric(kit.url, HANDLED), failedEvaluations(kit.url)]);
     await Promise.all(batches.flatMap(([device, messages]) => messages.map((m) => device.publishTelemetry(m))));
     await waitForMetric(kit.url, HANDLED, handled + batches.reduce((n, [, messages]) => n + messages.length, 0));
+    assert.equal(await failedEvaluations(kit.url), failed, "no telemetry failed to evaluate");
   }
 
   it("telemetry matching a rule in scope sends its command as AUTOMATION; anything else sends nothing", async () => {
@@ -195,6 +198,11 @@ describe("automation rules", () => {
     assert.equal(await admin.errorCode(SetRuleEnabledDocument, { id: rule.id, enabled: true }), "NOT_FOUND");
     await publish([device, [{ temperature: 40 }]]);
     assert.deepEqual(await automationCommands(admin, device.deviceId), []);
+
+    // Positive control: the same telemetry fires a rule that exists.
+    await admin.data(CreateRuleDocument, { input: tooHot({ site: "gone" }) });
+    await publish([device, [{ temperature: 40 }]]);
+    assert.equal((await automationCommands(admin, device.deviceId)).length, 1);
   });
 
   it("a rule aimed at another tenant's device is refused by the command API: nothing sent, lastError kept", async () => {
@@ -281,9 +289,11 @@ describe("automation rules on two gateways sharing a store and a broker", () => 
   async function flood(device: DeviceClient, count: number) {
     const urls = [a.url, b.url];
     const handled = await Promise.all(urls.map((url) => readMetric(url, HANDLED)));
+    const failed = await Promise.all(urls.map(failedEvaluations));
     await Promise.all(Array.from({ length: count }, (_, i) => device.publishTelemetry({ temperature: 40, i })));
     await waitForMetric(urls, HANDLED, handled[0]! + handled[1]! + count);
     const after = await Promise.all(urls.map((url) => readMetric(url, HANDLED)));
+    assert.deepEqual(await Promise.all(urls.map(failedEvaluations)), failed, "no telemetry failed to evaluate");
     // The shared subscription spread the flood: both replicas evaluated some of it.
     assert.ok(after[0]! > handled[0]! && after[1]! > handled[1]!, `both replicas got telemetry: ${handled} → ${after}`);
   }

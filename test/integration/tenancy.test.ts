@@ -19,7 +19,8 @@ import {
 import { signToken } from "../../src/auth/jwt";
 import { createSimulatedDevice, type DeviceClient } from "../../src/device-sdk";
 import { GraphQLTestClient, type Subscription } from "../kit/graphql-client";
-import { startTestGateway, TEST_JWT_SECRET, waitForStatus, type TestGateway } from "../kit/gateway";
+import { commandMarker, startTestGateway, TEST_JWT_SECRET, waitForStatus, type TestGateway } from "../kit/gateway";
+import { readMetric, waitForMetric } from "../kit/metrics";
 import { uniqueName } from "../kit/store";
 
 const ALL_TYPES = ["thermostat.setTemperature", "valve.open", "valve.close", "device.reboot"];
@@ -38,6 +39,7 @@ describe("tenant isolation on every query, mutation and subscription", () => {
   let offlineA: string;
   let deviceB: DeviceClient;
   let commandA: string;
+  let commandB: string;
   let keyA: { id: string; key: string };
 
   before(async () => {
@@ -63,6 +65,9 @@ describe("tenant isolation on every query, mutation and subscription", () => {
 
     commandA = (await operatorA.data(SendCommandDocument, { input: { deviceId: deviceA.deviceId, type: "device.reboot" } })).sendCommand.id;
     await waitForStatus(operatorA, commandA, "SUCCEEDED");
+    // B's own, for the positive controls: B's lists are not empty, so "none of A's" is not a check over nothing.
+    commandB = (await b.operator.data(SendCommandDocument, { input: { deviceId: deviceB.deviceId, type: "device.reboot" } })).sendCommand.id;
+    await waitForStatus(b.operator, commandB, "SUCCEEDED");
   });
   after(async () => {
     await deviceB?.stop({ graceful: false });
@@ -76,6 +81,7 @@ describe("tenant isolation on every query, mutation and subscription", () => {
       });
       it("commands, unfiltered and filtered by A's device: none of A's", async () => {
         const all = await b[role].data(CommandsDocument, { first: 200 });
+        assert.ok(all.commands.edges.some((e) => e.node.id === commandB), "B's own command is listed");
         assert.ok(all.commands.edges.every((e) => e.node.deviceId !== deviceA.deviceId && e.node.id !== commandA));
         assert.deepEqual((await b[role].data(CommandsDocument, { filter: { deviceId: deviceA.deviceId } })).commands.edges, []);
       });
@@ -83,6 +89,7 @@ describe("tenant isolation on every query, mutation and subscription", () => {
         assert.equal((await b[role].data(DeviceDocument, { id: deviceA.deviceId })).device, null);
         for (const site of [undefined, "site-a"]) {
           const { devices } = await b[role].data(DevicesDocument, { site, first: 200 });
+          assert.ok(devices.edges.some((e) => e.node.id === deviceB.deviceId), `B's own device is listed (site ${site})`);
           assert.ok(devices.edges.every((e) => e.node.id !== deviceA.deviceId && e.node.id !== offlineA));
         }
       });
@@ -126,9 +133,17 @@ describe("tenant isolation on every query, mutation and subscription", () => {
         return subscription;
       };
       try {
+        const open = await readMetric(kit.url, "gateway_subscriptions");
         const ownerView = await watch(operatorA, { id: queued });
         const bUnfiltered = await Promise.all([watch(b.admin), watch(b.operator), watch(b.viewer), watch(b.apiKey)]);
         const bNamed = await Promise.all([watch(b.admin, { id: queued }), watch(b.operator, { deviceId: offlineA }), watch(b.apiKey, { id: queued, deviceId: offlineA })]);
+        // Barriers before A's events. Only A's events pass the filters of the owner's and of B's named
+        // subscriptions, so no marker can show those registered: the server counts each one as it takes it
+        // (its registration follows in the same turn), and the unfiltered ones, opened after, each get a
+        // marker of B's, a command round trip later.
+        await waitForMetric(kit.url, "gateway_subscriptions", open + 1 + bUnfiltered.length + bNamed.length, {}, 30_000);
+        const bMarker = commandMarker(b.operator, { deviceId: deviceB.deviceId, type: "device.reboot" });
+        for (const subscription of bUnfiltered) await subscription.ready(bMarker);
 
         const offline = createSimulatedDevice({ deviceId: offlineA, model: "thermostat", brokerUrl: kit.gateway.mqttUrl, topicPrefix: kit.topicPrefix, latencyMs: [0, 0] });
         await offline.start();
@@ -159,9 +174,12 @@ describe("tenant isolation on every query, mutation and subscription", () => {
       await failingB.start();
       const subscriptions: Array<Subscription<AlertRaisedSubscription>> = [];
       try {
+        const open = await readMetric(kit.url, "gateway_subscriptions");
         const ownerView = await operatorA.subscribe(AlertRaisedDocument);
         subscriptions.push(ownerView);
         for (const role of ["admin", "operator", "viewer", "apiKey"] as const) subscriptions.push(await b[role].subscribe(AlertRaisedDocument));
+        // Taken by the server (registered in the same turn) before the first alert can be raised.
+        await waitForMetric(kit.url, "gateway_subscriptions", open + subscriptions.length, {}, 30_000);
         const failedA = (await operatorA.data(SendCommandDocument, { input: { deviceId: failingA.deviceId, type: "device.reboot" } })).sendCommand.id;
         await ownerView.waitFor((e) => e.alertRaised.commandId === failedA);
         // B's own alert comes after A's on the bus: once B's subscribers have it, they would have had A's.

@@ -1,6 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { MongoClient } from "mongodb";
 import { startEmbeddedStore, type EmbeddedStore } from "../../src/embedded/ferretdb";
 import { createLogger } from "../../src/logger";
 
@@ -24,6 +25,39 @@ export async function testStoreUri(): Promise<string> {
 export async function stopTestStore(): Promise<void> {
   if (started) await (await started).stop();
   started = undefined;
+}
+
+/** A store of the test file's own, whose databases can be given the embedded store's version guard. */
+export interface GuardedTestStore {
+  uri: string;
+  /** Installs the version guard (and the embedded store's indexes) on a database whose collections exist. */
+  guard(dbName: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Several gateway processes on one FerretDB need the version guard for their compare-and-set to be
+ * atomic, as it is on MongoDB (FERRETDB.md §2). The runner's shared store cannot give one to a database
+ * a gateway creates later, so a test of replicas racing on commands starts this store of its own.
+ */
+export async function startGuardedTestStore(): Promise<GuardedTestStore> {
+  const dataDir = mkdtempSync(join(tmpdir(), "gateway-test-guarded-"));
+  const store = await startEmbeddedStore({ dataDir, log: createLogger("warn") });
+  return {
+    uri: store.uri,
+    async guard(dbName) {
+      const client = await MongoClient.connect(store.uri);
+      try {
+        if (!(await store.tune(client.db(dbName), dbName))) throw new Error("the test store has no version guard to install");
+      } finally {
+        await client.close();
+      }
+    },
+    async stop() {
+      await store.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
 }
 
 export const MOSQUITTO_URL = process.env.TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883";
