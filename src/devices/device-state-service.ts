@@ -61,7 +61,8 @@ export class DeviceStateService {
     const activeChanged = change === "created" || change === "retry" || !ACTIVE_STATUSES.includes(command.status);
     const definition = this.catalog.find(command.type);
     const reported = change === "deviceSucceeded" && definition ? reportedByResult(definition, command.result) : {};
-    if (Object.keys(reported).length) void this.report(command.deviceId, reported, activeChanged);
+    // The state is as of the command's completion: a result applied late (another replica, a late reply) never undoes a newer one.
+    if (Object.keys(reported).length) void this.report(command.deviceId, reported, activeChanged, command.completedAt ?? this.clock.now());
     else if (activeChanged) this.announce({ id: command.deviceId, tenant: command.tenant, site: command.site });
   };
 
@@ -72,7 +73,7 @@ export class DeviceStateService {
       this.log.debug({ deviceId }, "telemetry state that is not an object of named values ignored");
       return;
     }
-    await this.report(deviceId, patch, false);
+    await this.report(deviceId, patch, false, this.clock.now());
   }
 
   /** Subscribers hear of presence changes too. */
@@ -80,21 +81,23 @@ export class DeviceStateService {
     this.announce(device);
   }
 
-  /** Writes what the patch changes, if anything; announces the device if it changed or `announceAnyway`. */
-  private report(deviceId: string, patch: StateObject, announceAnyway: boolean): Promise<void> {
+  /**
+   * Writes what the patch changes, if anything, unless the stored state is newer than `at`; announces
+   * the device if it changed or `announceAnyway`.
+   */
+  private report(deviceId: string, patch: StateObject, announceAnyway: boolean, at: Date): Promise<void> {
     return this.perDevice
       .run(deviceId, async () => {
         const device = await this.current.find(deviceId);
         if (!device) return;
-        const change = mergeReported(device.reported ?? {}, patch);
+        const newer = device.stateUpdatedAt !== undefined && device.stateUpdatedAt.getTime() > at.getTime();
+        const change = newer ? null : mergeReported(device.reported ?? {}, patch);
         let written = false;
         if (change && Buffer.byteLength(JSON.stringify(change.merged)) > MAX_REPORTED_BYTES) {
           this.log.warn({ deviceId }, `reported state would exceed ${MAX_REPORTED_BYTES} bytes; report ignored`);
         } else if (change) {
-          const at = this.clock.now();
-          await this.devices.updateReported(deviceId, change.set, change.unset, at);
-          this.current.reportedChanged(deviceId, change.merged, at);
-          written = true;
+          written = await this.devices.updateReported(deviceId, change.set, change.unset, at);
+          if (written) this.current.reportedChanged(deviceId, change.merged, at);
         }
         if (written || announceAnyway) this.announce(device);
       })

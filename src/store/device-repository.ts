@@ -55,13 +55,15 @@ export class DeviceRepository {
    * Sets and removes keys of `reported`, key by key (so on MongoDB a concurrent change of another key
    * is kept). Keys and values are device JSON, escaped like payloads.
    */
-  async updateReported(id: string, set: Record<string, unknown>, unset: string[], at: Date): Promise<void> {
+  async updateReported(id: string, set: Record<string, unknown>, unset: string[], at: Date): Promise<boolean> {
     const path = (key: string) => `reported.${escapeJsonKey(key)}`;
     const update: UpdateFilter<DeviceDocument> = {
       $set: { stateUpdatedAt: at, ...Object.fromEntries(Object.entries(set).map(([key, value]) => [path(key), escapeJsonKeys(value)])) },
     };
     if (unset.length) update.$unset = Object.fromEntries(unset.map((key) => [path(key), ""]));
-    await this.collection.updateOne({ _id: id }, update);
+    // Only over an older state: of two replicas applying results, the later completion stands.
+    const result = await this.collection.updateOne({ _id: id, $or: [{ stateUpdatedAt: { $exists: false } }, { stateUpdatedAt: { $lte: at } }] }, update);
+    return result.matchedCount === 1;
   }
 
   /** Every device (the in-memory directory is loaded from it at start). */
