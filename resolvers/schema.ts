@@ -10,10 +10,11 @@ import { CommandResolver } from "./commands/command.resolver";
 import { DeviceResolver } from "./devices/device.resolver";
 import type { GatewayContext } from "./context.type";
 import { mapGatewayErrors } from "./error-mapping";
+import { FleetCommandResolver } from "./fleet/fleet.resolver";
 import { PayloadLimitResolver } from "./payload-limits/payload-limit.resolver";
 import { RuleResolver } from "./rules/rule.resolver";
 
-export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver, AlertResolver, ApiKeyResolver, RuleResolver, PayloadLimitResolver] as const;
+export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver, AlertResolver, ApiKeyResolver, RuleResolver, PayloadLimitResolver, FleetCommandResolver] as const;
 
 /** Resolver instances, built with their services in the composition root. */
 export type ResolverInstances = Array<InstanceType<(typeof RESOLVERS)[number]>>;

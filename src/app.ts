@@ -54,6 +54,11 @@ import { PayloadLimitResolver } from "../resolvers/payload-limits/payload-limit.
 import { rateLimitMutations } from "../resolvers/rate-limit.middleware";
 import { RuleRepository } from "./store/rule-repository";
 import { RuleResolver } from "../resolvers/rules/rule.resolver";
+import { FleetCommandResolver } from "../resolvers/fleet/fleet.resolver";
+import { FleetDriver } from "./fleet/fleet-driver";
+import { FleetCommandService } from "./fleet/fleet-service";
+import { FleetTargets } from "./fleet/fleet-targets";
+import { FleetCommandRepository } from "./store/fleet-command-repository";
 import { buildGatewaySchema } from "../resolvers/schema";
 
 export interface Gateway {
@@ -76,6 +81,7 @@ export interface Gateway {
     apiKeys: ApiKeyService;
     rules: RuleService;
     payloadLimits: PayloadLimitService;
+    fleetCommands: FleetCommandService;
   };
   repositories: {
     commands: CommandRepository;
@@ -84,12 +90,15 @@ export interface Gateway {
     apiKeys: ApiKeyRepository;
     rules: RuleRepository;
     payloadLimits: PayloadLimitRepository;
+    fleetCommands: FleetCommandRepository;
   };
   stop(): Promise<void>;
 }
 
 /** How long after a deadline the replicas that did not dispatch a command step in (by compare-and-set). */
 const DEADLINE_GRACE_MS = 2_000;
+/** A fleet command's driver renews its lease every third of this; another replica takes over after it. */
+const FLEET_LEASE_MS = 6_000;
 
 /**
  * The composition root: configuration → infrastructure (store, broker) → services → server.
@@ -138,7 +147,10 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const apiKeyRepository = new ApiKeyRepository(database.db);
     const ruleRepository = new RuleRepository(database.db);
     const payloadLimitRepository = new PayloadLimitRepository(database.db);
+    // A small collection written by compare-and-set on {_id, v}: the MongoDB form on every store.
+    const fleetCommandRepository = new FleetCommandRepository(database.db);
     await Promise.all([
+      fleetCommandRepository.ensureIndexes(),
       new CommandRepository(database.db).ensureIndexes(),
       deviceRepository.ensureIndexes(),
       alertRepository.ensureIndexes(),
@@ -299,6 +311,40 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     });
     await mqtt.subscribe(topics.allDevices("presence"), onDeviceMessage((id, payload) => presence.handle(id, payload)));
 
+    const fleetDriver = new FleetDriver(
+      new DispatchLeaseRepository(database.db, "fleet_leases"),
+      {
+        fleets: fleetCommandRepository,
+        commands: commandRepository,
+        send: commandService,
+        targets: new FleetTargets(deviceDirectory, catalog, payloadLimits),
+        raiseAlert: (alert) => alertService.raise(alert),
+        publish: (fleet) => pubSub.publish(Topic.FleetCommandUpdated, fleet),
+        clock,
+        log: log.child({ component: "fleet" }),
+      },
+      { owner: config.replicaId, leaseMs: FLEET_LEASE_MS },
+      log.child({ component: "fleet" }),
+    );
+    lifecycle.onTransition((command) => fleetDriver.childChanged(command));
+    onBus(pubSub.subscribe(Topic.CommandUpdated), (command) => fleetDriver.childChanged(command as Command));
+    onBus(pubSub.subscribe(Topic.FleetCommandUpdated), (fleet) => fleetDriver.changed(fleet));
+    const fleetCommandService = new FleetCommandService(
+      fleetCommandRepository,
+      new FleetTargets(deviceDirectory, catalog, payloadLimits),
+      catalog,
+      commandService,
+      activeCommands,
+      clock,
+      (fleet) => {
+        fleetDriver.changed(fleet);
+        pubSub.publish(Topic.FleetCommandUpdated, fleet);
+      },
+      (id) => fleetDriver.current(id),
+    );
+    await fleetDriver.start();
+    stack.push(() => fleetDriver.stop());
+
     const enabledRules = new EnabledRules(ruleRepository, clock, log.child({ component: "rules" }));
     const ruleService = new RuleService(ruleRepository, deviceRepository, catalog, enabledRules, clock);
     const ruleEngine = new RuleEngine(ruleRepository, enabledRules, commandService, clock, metrics, log.child({ component: "rules" }));
@@ -325,6 +371,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         new ApiKeyResolver(apiKeyService),
         new RuleResolver(ruleService),
         new PayloadLimitResolver(payloadLimitService),
+        new FleetCommandResolver(fleetCommandService),
       ],
       middlewares: [rateLimitMutations(new TokenBuckets(config.rateLimitMutationsPerMinute, clock))],
     });
@@ -360,6 +407,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         apiKeys: apiKeyService,
         rules: ruleService,
         payloadLimits: payloadLimitService,
+        fleetCommands: fleetCommandService,
       },
       repositories: {
         commands: commandRepository,
@@ -368,6 +416,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         apiKeys: apiKeyRepository,
         rules: ruleRepository,
         payloadLimits: payloadLimitRepository,
+        fleetCommands: fleetCommandRepository,
       },
       stop,
     };

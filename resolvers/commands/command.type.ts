@@ -116,6 +116,9 @@ export class CommandType {
 
   @Field(() => [CommandEventType], { description: "Every transition, oldest first" })
   history!: CommandEventType[];
+
+  @Field(() => ID, { nullable: true, description: "The fleet command it is a child of" })
+  fleetCommandId?: string;
 }
 
 @ObjectType()

@@ -78,7 +78,7 @@ export class AlertService {
       raisedAt: this.clock.now(),
       message: messageFor(command, pending),
     };
-    if (await this.alerts.insert(alert)) await this.publish(alert);
+    await this.raise(alert);
     await this.lifecycle.submit(
       command.id,
       (current) =>
@@ -87,6 +87,11 @@ export class AlertService {
           : { refused: "alert_mark_changed" },
       command,
     );
+  }
+
+  /** Stores the alert and publishes it, once: a second raise of the same id is a no-op. */
+  async raise(alert: Alert): Promise<void> {
+    if (await this.alerts.insert(alert)) await this.publish(alert);
   }
 
   async list(principal: Principal, request: { open?: boolean | null; first?: number | null; after?: string | null }): Promise<Page<Alert>> {
