@@ -180,8 +180,8 @@ export class FleetCommandService {
 function validate(request: CreateFleetCommandRequest): void {
   if (!request.name.trim() || request.name.length > MAX_NAME_LENGTH) throw badInput(`name must be 1 to ${MAX_NAME_LENGTH} characters`, { field: "name" });
   if (!request.type) throw badInput("type must not be empty", { field: "type" });
-  const { site, model, deviceIds } = request.target;
-  if (site == null && model == null && deviceIds == null) throw badInput("target needs a site, a model or deviceIds", { field: "target" });
+  // No field given: the whole tenant.
+  const { deviceIds } = request.target;
   if (deviceIds != null) {
     if (deviceIds.length === 0 || deviceIds.length > MAX_TARGET_IDS) throw badInput(`target.deviceIds must hold 1 to ${MAX_TARGET_IDS} ids`, { field: "target.deviceIds" });
     const bad = deviceIds.findIndex((id) => !DEVICE_ID_PATTERN.test(id));

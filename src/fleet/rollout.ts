@@ -69,6 +69,7 @@ export class Rollout {
   private toPublish = false;
   private unsaved = false;
   private ticks = 0;
+  private saving: Promise<unknown> = Promise.resolve();
   private pumpTimer?: NodeJS.Timeout;
   private startTimer?: NodeJS.Timeout;
   private readonly ticker: NodeJS.Timeout;
@@ -296,8 +297,18 @@ export class Rollout {
     await cancelQueuedChildren(this.ports.send, this.principal, queued);
   }
 
-  /** Stores a change decided against the fleet command as stored (compare-and-set), with the progress. */
-  private async save(decide: (current: FleetCommand) => Partial<FleetCommand> | null): Promise<FleetCommand | null> {
+  /**
+   * Stores a change decided against the fleet command as stored (compare-and-set), with the progress.
+   * One at a time: two writes of this replica on one version would race each other (and on FerretDB
+   * v1 both could pass, the slower answer then overwriting the newer status in memory).
+   */
+  private save(decide: (current: FleetCommand) => Partial<FleetCommand> | null): Promise<FleetCommand | null> {
+    const saved = this.saving.then(() => this.saveNow(decide));
+    this.saving = saved.catch(() => undefined);
+    return saved;
+  }
+
+  private async saveNow(decide: (current: FleetCommand) => Partial<FleetCommand> | null): Promise<FleetCommand | null> {
     let base = this.fleet;
     for (let round = 0; round < MAX_ROUNDS; round++) {
       const change = decide(base);
