@@ -112,7 +112,8 @@ describe("fleet commands", () => {
     // 0–4 offline (their children stay QUEUED); of the others every fifth fails: 20 %.
     const devices = await thermostats(site, 60, (i) => ({ connect: i >= 5, failRate: i % 5 === 4 ? 1 : 0 }));
     const { createFleetCommand: created } = await admin.data(CreateFleetCommandDocument, {
-      input: input(site, { rollout: { maxPerMinute: 1200 }, abort: { failurePercent: 10, minCompleted: 20 } }),
+      // Slow enough that children finish long before all have started, even on a loaded machine.
+      input: input(site, { rollout: { maxPerMinute: 300 }, abort: { failurePercent: 10, minCompleted: 20 } }),
     });
     const aborted = await waitForFleet(admin, created.id, ["ABORTED", "COMPLETED"]);
     assert.equal(aborted.status, "ABORTED");
@@ -128,12 +129,14 @@ describe("fleet commands", () => {
     const startedWhenAborted = await childCount(created.id);
     const all = await children(created.id);
     const abortedAt = new Date(aborted.finishedAt!).getTime();
-    assert.ok(startedWhenAborted < 60, `children started: ${startedWhenAborted}, ${all.filter((c) => c.createdAt.getTime() > abortedAt).length} after the abort at ${aborted.finishedAt}, first ${new Date(Math.min(...all.map((c) => c.createdAt.getTime()))).toISOString()}`);
+    // One send may have been under way when it aborted; none begins later.
+    assert.ok(all.filter((c) => c.createdAt.getTime() > abortedAt).length <= 1, "children started after the abort");
+    assert.ok(startedWhenAborted < 60, `children started: ${startedWhenAborted}`);
     const alert = await kit.gateway.repositories.alerts.collection.findOne({ _id: `fleet:${created.id}:ABORTED` });
     assert.ok(alert, "an alert for the abort");
     assert.equal(alert.kind, "FAILED");
     assert.ok(alert.message.includes(created.id));
-    // Nothing more starts: the rollout would have started every child within 3 s at this rate.
+    // Nothing more starts: the rollout would have started another 15 in 3 s at this rate.
     await new Promise((resolve) => setTimeout(resolve, 3000));
     assert.equal(await childCount(created.id), startedWhenAborted);
   });
