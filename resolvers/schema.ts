@@ -11,11 +11,22 @@ import { CommandResolver } from "./commands/command.resolver";
 import { DeviceResolver } from "./devices/device.resolver";
 import type { GatewayContext } from "./context.type";
 import { mapGatewayErrors } from "./error-mapping";
+import { FleetCommandResolver } from "./fleet/fleet.resolver";
 import { PayloadLimitResolver } from "./payload-limits/payload-limit.resolver";
 import { refuseHostileArguments } from "./input-shape.middleware";
 import { RuleResolver } from "./rules/rule.resolver";
 
-export const RESOLVERS = [CommandResolver, DeviceResolver, CommandTypeResolver, AlertResolver, AlertWebhookResolver, ApiKeyResolver, RuleResolver, PayloadLimitResolver] as const;
+export const RESOLVERS = [
+  CommandResolver,
+  DeviceResolver,
+  CommandTypeResolver,
+  AlertResolver,
+  AlertWebhookResolver,
+  ApiKeyResolver,
+  RuleResolver,
+  PayloadLimitResolver,
+  FleetCommandResolver,
+] as const;
 
 /** Resolver instances, built with their services in the composition root. */
 export type ResolverInstances = Array<InstanceType<(typeof RESOLVERS)[number]>>;

@@ -65,6 +65,11 @@ import { PayloadLimitResolver } from "../resolvers/payload-limits/payload-limit.
 import { rateLimitMutations } from "../resolvers/rate-limit.middleware";
 import { RuleRepository } from "./store/rule-repository";
 import { RuleResolver } from "../resolvers/rules/rule.resolver";
+import { FleetCommandResolver } from "../resolvers/fleet/fleet.resolver";
+import { FleetDriver } from "./fleet/fleet-driver";
+import { FleetCommandService } from "./fleet/fleet-service";
+import { FleetTargets } from "./fleet/fleet-targets";
+import { FleetCommandRepository } from "./store/fleet-command-repository";
 import { buildGatewaySchema } from "../resolvers/schema";
 
 export interface Gateway {
@@ -89,6 +94,7 @@ export interface Gateway {
     apiKeys: ApiKeyService;
     rules: RuleService;
     payloadLimits: PayloadLimitService;
+    fleetCommands: FleetCommandService;
   };
   repositories: {
     commands: CommandRepository;
@@ -98,12 +104,15 @@ export interface Gateway {
     rules: RuleRepository;
     payloadLimits: PayloadLimitRepository;
     alertDeliveries: AlertDeliveryRepository;
+    fleetCommands: FleetCommandRepository;
   };
   stop(): Promise<void>;
 }
 
 /** How long after a deadline the replicas that did not dispatch a command step in (by compare-and-set). */
 const DEADLINE_GRACE_MS = 2_000;
+/** A fleet command's driver renews its lease every third of this; another replica takes over after it. */
+const FLEET_LEASE_MS = 6_000;
 
 /**
  * The composition root: configuration → infrastructure (store, broker) → services → server.
@@ -159,9 +168,12 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const payloadLimitRepository = new PayloadLimitRepository(database.db);
     const webhookRepository = new AlertWebhookRepository(database.db);
     const deliveryRepository = new AlertDeliveryRepository(database.db);
+    // A small collection written by compare-and-set on {_id, v}: the MongoDB form on every store.
+    const fleetCommandRepository = new FleetCommandRepository(database.db);
     await Promise.all([
       webhookRepository.ensureIndexes(),
       deliveryRepository.ensureIndexes(),
+      fleetCommandRepository.ensureIndexes(),
       new CommandRepository(database.db).ensureIndexes(),
       deviceRepository.ensureIndexes(),
       alertRepository.ensureIndexes(),
@@ -350,6 +362,40 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     // Publishes failed while the broker was away; a persistent session brings no retained presence to kick them.
     mqtt.onReconnected(() => sweeper.kickQueuedDevices());
 
+    const fleetDriver = new FleetDriver(
+      new DispatchLeaseRepository(database.db, "fleet_leases"),
+      {
+        fleets: fleetCommandRepository,
+        commands: commandRepository,
+        send: commandService,
+        targets: new FleetTargets(deviceDirectory, catalog, payloadLimits),
+        raiseAlert: (alert) => alertService.raise(alert),
+        publish: (fleet) => pubSub.publish(Topic.FleetCommandUpdated, fleet),
+        clock,
+        log: log.child({ component: "fleet" }),
+      },
+      { owner: config.replicaId, leaseMs: FLEET_LEASE_MS },
+      log.child({ component: "fleet" }),
+    );
+    lifecycle.onTransition((command) => fleetDriver.childChanged(command));
+    onBus(pubSub.subscribe(Topic.CommandUpdated), (command) => fleetDriver.childChanged(command as Command));
+    onBus(pubSub.subscribe(Topic.FleetCommandUpdated), (fleet) => fleetDriver.changed(fleet));
+    const fleetCommandService = new FleetCommandService(
+      fleetCommandRepository,
+      new FleetTargets(deviceDirectory, catalog, payloadLimits),
+      catalog,
+      commandService,
+      activeCommands,
+      clock,
+      (fleet) => {
+        fleetDriver.changed(fleet);
+        pubSub.publish(Topic.FleetCommandUpdated, fleet);
+      },
+      (id) => fleetDriver.current(id),
+    );
+    await fleetDriver.start();
+    stack.push(() => fleetDriver.stop());
+
     const enabledRules = new EnabledRules(ruleRepository, clock, log.child({ component: "rules" }));
     const ruleService = new RuleService(ruleRepository, deviceRepository, catalog, enabledRules, clock);
     const ruleEngine = new RuleEngine(ruleRepository, enabledRules, commandService, clock, metrics, log.child({ component: "rules" }));
@@ -377,6 +423,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         new ApiKeyResolver(apiKeyService),
         new RuleResolver(ruleService),
         new PayloadLimitResolver(payloadLimitService),
+        new FleetCommandResolver(fleetCommandService),
       ],
       middlewares: [rateLimitMutations(new TokenBuckets(config.rateLimitMutationsPerMinute, clock))],
     });
@@ -414,6 +461,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         apiKeys: apiKeyService,
         rules: ruleService,
         payloadLimits: payloadLimitService,
+        fleetCommands: fleetCommandService,
       },
       repositories: {
         commands: commandRepository,
@@ -423,6 +471,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         rules: ruleRepository,
         payloadLimits: payloadLimitRepository,
         alertDeliveries: deliveryRepository,
+        fleetCommands: fleetCommandRepository,
       },
       stop,
     };

@@ -128,6 +128,9 @@ export class CommandType {
 
   @Field(() => [CommandActionEnum], { description: "What this caller may do to this command now (its state × the policy)" })
   allowedActions!: CommandAction[];
+
+  @Field(() => ID, { nullable: true, description: "The fleet command it is a child of" })
+  fleetCommandId?: string;
 }
 
 @ObjectType()

@@ -82,11 +82,7 @@ export class AlertService {
       raisedAt: this.clock.now(),
       message: messageFor(command, pending),
     };
-    const isNew = await this.alerts.insert(alert);
-    faultPoint("after-alert");
-    if (isNew) await this.publish(alert);
-    // Until the mark is cleared a crash repeats all this; the follow-up then sees the stored alert.
-    await this.followUp(isNew ? alert : ((await this.alerts.findById(alert.id)) ?? alert));
+    await this.raise(alert);
     await this.lifecycle.submit(
       command.id,
       (current) =>
@@ -95,6 +91,16 @@ export class AlertService {
           : { refused: "alert_mark_changed" },
       command,
     );
+  }
+
+  /** Stores the alert and publishes it, once: a second raise of the same id is a no-op. */
+  /** Stores the alert once, publishes it if it is new, and derives its follow-ups (webhook deliveries). */
+  async raise(alert: Alert): Promise<void> {
+    const isNew = await this.alerts.insert(alert);
+    faultPoint("after-alert");
+    if (isNew) await this.publish(alert);
+    // Until the command's mark is cleared a crash repeats all this; the follow-up then sees the stored alert.
+    await this.followUp(isNew ? alert : ((await this.alerts.findById(alert.id)) ?? alert));
   }
 
   async list(principal: Principal, request: { open?: boolean | null; first?: number | null; after?: string | null }): Promise<Page<Alert>> {

@@ -4,7 +4,7 @@ import { forbidden } from "../errors";
 import type { Principal } from "./principal";
 
 export type Action = "manage" | "read" | "send" | "retry" | "escalate" | "cancel" | "create" | "update" | "delete";
-export type SubjectType = "Command" | "Device" | "Alert" | "AutomationRule" | "ApiKey" | "PayloadLimit" | "AlertWebhook";
+export type SubjectType = "Command" | "Device" | "Alert" | "AutomationRule" | "ApiKey" | "PayloadLimit" | "AlertWebhook" | "FleetCommand";
 /** The attributes policies are written over; every subject carries its tenant. */
 export interface SubjectFields {
   tenant: string;
@@ -13,6 +13,7 @@ export interface SubjectFields {
   type?: string;
   model?: string;
   issuedBy?: string;
+  createdBy?: string;
 }
 type Conditions = MongoQuery;
 /** CASL's untyped Mongo ability; `allows` and `accessibleFilter` below are the typed doors into it. */
@@ -33,14 +34,18 @@ export function defineAbilityFor(principal: Principal): AppAbility {
       const scope: Conditions = principal.sites ? { tenant, site: { $in: principal.sites } } : { tenant };
       for (const role of principal.roles) {
         if (role === "admin") {
-          can("manage", ["Command", "Device", "Alert", "AutomationRule", "ApiKey", "PayloadLimit", "AlertWebhook"], { tenant });
+          can("manage", ["Command", "Device", "Alert", "AutomationRule", "ApiKey", "PayloadLimit", "AlertWebhook", "FleetCommand"], { tenant });
         } else if (role === "operator") {
           can(OPERATOR_COMMAND_ACTIONS, "Command", scope);
           can("read", ["Device", "Alert"], scope);
+          // A fleet command spans sites: each child is still authorised per device (outside its sites: skipped).
+          can(["read", "create"], "FleetCommand", { tenant });
+          can("update", "FleetCommand", { tenant, createdBy: principal.id });
           can("read", "AutomationRule", { tenant });
         } else {
           can("read", ["Command", "Device", "Alert"], scope);
           can("read", "AutomationRule", { tenant });
+          can("read", "FleetCommand", { tenant });
         }
       }
       break;

@@ -27,6 +27,8 @@ export interface SendCommandRequest {
   idempotencyKey?: string | null;
   /** Not sent before this time; the expiry counts from it. Absent, null or past: sent at once. */
   notBefore?: Date | null;
+  /** Set when the command is a child of a fleet command. */
+  fleetCommandId?: string;
 }
 
 export interface CommandListRequest extends CommandQuery {
@@ -130,6 +132,7 @@ export class CommandService {
       createdAt: now,
       updatedAt: now,
       history: [{ status: "QUEUED", at: now, actor: principal.id }],
+      fleetCommandId: request.fleetCommandId,
     };
 
     // A soft cap: concurrent sends may pass it together by a few. A resend of a stored command is still answered.
@@ -281,7 +284,7 @@ function sameInputOrConflict(existing: Command, inputHash: string | undefined): 
 }
 
 /** The same caller and key always name the same command, so the unique _id makes a resend a no-op. */
-function idForKey(principal: Principal, key: string): string {
+export function idForKey(principal: Principal, key: string): string {
   const hex = createHash("sha256").update(`${principal.tenant}\u0000${principal.id}\u0000${key}`).digest("hex");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16)}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }

@@ -73,6 +73,8 @@ export interface Command {
   supersededBy?: string;
   /** Written with the transition that calls for an alert and removed once the alert exists, so a crash in between is repaired. */
   pendingAlert?: PendingAlert;
+  /** Set on the children of a fleet command (CONTRACT §6.3). */
+  fleetCommandId?: string;
 }
 
 export interface PendingAlert {

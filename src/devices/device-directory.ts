@@ -34,6 +34,11 @@ export class DeviceDirectory implements DeviceRegistry {
     return this.devices.has(id);
   }
 
+  /** Every registered device this replica knows of (fleet targeting, once per fleet command). */
+  all(): IterableIterator<Device> {
+    return this.devices.values();
+  }
+
   isOnline(id: string): boolean {
     return this.devices.get(id)?.online === true;
   }

@@ -2,6 +2,7 @@ import { createPubSub } from "@graphql-yoga/subscription";
 import type { Alert } from "../alerts/alert";
 import type { Command } from "../commands/command";
 import type { Device, DeviceRef } from "../devices/device";
+import type { FleetCommand } from "../fleet/fleet-command";
 
 /** Subscription topics; the names are internal, the payloads are what subscribers filter on. */
 export enum Topic {
@@ -15,6 +16,8 @@ export enum Topic {
   PayloadLimitsChanged = "PAYLOAD_LIMITS_CHANGED",
   /** Every replica adds the device to its directory. */
   DeviceRegistered = "DEVICE_REGISTERED",
+  /** A fleet command was created or changed (status, progress): drivers and subscribers. */
+  FleetCommandUpdated = "FLEET_COMMAND_UPDATED",
 }
 
 /**
@@ -31,6 +34,7 @@ export type PubSubArgs = {
   [Topic.DeviceUpdated]: [DeviceRef];
   [Topic.PayloadLimitsChanged]: [{ tenant: string }];
   [Topic.DeviceRegistered]: [Device];
+  [Topic.FleetCommandUpdated]: [FleetCommand];
 };
 
 export type GatewayPubSub = ReturnType<typeof createPubSub<PubSubArgs>>;
@@ -40,6 +44,7 @@ export function createGatewayPubSub(eventTarget?: EventTarget): GatewayPubSub {
 }
 
 const COMMAND_DATES = ["createdAt", "updatedAt", "sentAt", "deliveredAt", "completedAt", "deadline", "expiresAt", "notBefore"] as const;
+const FLEET_DATES = ["createdAt", "updatedAt", "startAt", "startedAt", "finishedAt"] as const;
 const ALERT_DATES = ["raisedAt", "resolvedAt"] as const;
 
 /** Restores the Date fields that JSON turned into strings on the way through the broker. */
@@ -55,6 +60,8 @@ export function reviveEvent(type: string, data: unknown): unknown {
     if (record.claim) toDates(record.claim as Record<string, unknown>, ["until"]);
   } else if (type === Topic.AlertRaised) {
     toDates(record, ALERT_DATES);
+  } else if (type === Topic.FleetCommandUpdated) {
+    toDates(record, FLEET_DATES);
   } else if (type === Topic.DeviceRegistered) {
     toDates(record, ["createdAt", "lastSeenAt"]);
   }

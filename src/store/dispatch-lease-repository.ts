@@ -16,8 +16,9 @@ interface LeaseDocument {
 export class DispatchLeaseRepository implements DispatchLeases {
   readonly collection: Collection<LeaseDocument>;
 
-  constructor(db: Db) {
-    this.collection = db.collection<LeaseDocument>("dispatch_leases");
+  /** `collection`: another set of leases by the same rules (fleet commands: `fleet_leases`). */
+  constructor(db: Db, collection = "dispatch_leases") {
+    this.collection = db.collection<LeaseDocument>(collection);
   }
 
   /**
