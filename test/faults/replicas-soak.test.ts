@@ -44,8 +44,8 @@ type Final = NonNullable<CommandQuery["command"]>;
  * after DELIVERED, some timed out, each with one TIMED_OUT alert; a failed command retried runs again
  * and succeeds; a subscriber on each replica saw every transition of every command; no command ran
  * twice; the gateway published each attempt once (one replica) and raised no attempt on its own; a
- * setpoint superseded while queued was never sent; each device's reported state is its last
- * SUCCEEDED setpoint (no state write lost to a concurrent one on another replica).
+ * setpoint superseded while queued was never sent; each device's reported state is one of its
+ * SUCCEEDED setpoints.
  * The replicas share a FerretDB of the file's own with the version guard on `commands`: without it their
  * compare-and-set is not atomic (FERRETDB.md §2), racing writes overwrite each other, and commands are
  * left SENT or DELIVERED that no replica still holds, which is FerretDB's limit, not the gateway's.
@@ -245,19 +245,23 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
     assert.equal(sends, ids.length - superseded.length + retried.length, "each attempt dispatched by one replica, once");
     assert.deepEqual(deliveries.repeatedWithin(1 + REPLICAS), [], "copies of one attempt on one connection");
 
-    // Device state: each device reports the setpoint of its last SUCCEEDED command, whichever replica
-    // applied which reply (the state is written after the transition, so it is waited for).
-    const lastSetpoint = new Map<string, { at: number; celsius: unknown }>();
+    // Device state: each device reports a setpoint one of its SUCCEEDED commands set, whichever replica
+    // applied which reply (the state is written after the transition, so it is waited for). Not "the last
+    // one": the devices collection of this FerretDB has no version guard, so two replicas' state writes can
+    // overwrite each other (README, Known limits); on MongoDB the write conditioned on stateUpdatedAt keeps
+    // the latest completion.
+    const setpoints = new Map<string, Set<unknown>>();
     for (const final of finals.values()) {
       if (final.status !== "SUCCEEDED" || final.deviceId === failing.deviceId) continue;
-      const at = Date.parse(final.completedAt!);
-      const known = lastSetpoint.get(final.deviceId);
-      if (!known || at > known.at) lastSetpoint.set(final.deviceId, { at, celsius: (final.payload as { celsius?: unknown }).celsius });
+      const known = setpoints.get(final.deviceId) ?? new Set<unknown>();
+      known.add((final.payload as { celsius?: unknown }).celsius);
+      setpoints.set(final.deviceId, known);
     }
-    for (const [deviceId, { celsius }] of lastSetpoint) {
+    assert.ok(setpoints.size > 0, "some device ended a setpoint SUCCEEDED");
+    for (const [deviceId, values] of setpoints) {
       const reported = async () => (await clients[2]!.data(DeviceStateDocument, { id: deviceId })).device?.reported as Record<string, unknown> | undefined;
-      await waitUntil(`${deviceId} reports setpoint ${String(celsius)}`, async () => (await reported())?.setpoint === celsius, 20_000).catch(async () =>
-        assert.fail(`${deviceId} reports ${JSON.stringify(await reported())}, its last SUCCEEDED setpoint was ${String(celsius)}`),
+      await waitUntil(`${deviceId} reports one of its setpoints`, async () => values.has((await reported())?.setpoint), 20_000).catch(async () =>
+        assert.fail(`${deviceId} reports ${JSON.stringify(await reported())}, its SUCCEEDED setpoints were ${JSON.stringify([...values])}`),
       );
     }
   });
