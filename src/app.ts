@@ -242,6 +242,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       firstRetryMs: config.alertWebhookFirstRetryMs,
       retryWindowMs: config.alertWebhookRetryWindowMs,
       timeoutMs: config.alertWebhookTimeoutMs,
+      safetyNet: !soleWriter,
     };
     const deliveries = new AlertDeliveryWorker(deliveryRepository, webhookRepository, alertRepository, webhookUrlGuard, clock, config.replicaId, deliverySettings, metrics, log.child({ component: "webhooks" }));
     deliveries.start();

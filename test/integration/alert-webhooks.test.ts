@@ -294,7 +294,7 @@ describe("two delivery workers on one store", () => {
     for (const alert of raised) await alerts.insert(alert);
 
     const guard = new WebhookUrlGuard(new Set(["127.0.0.1"]));
-    const settings = { firstRetryMs: 50, retryWindowMs: 60_000, timeoutMs: 5_000 };
+    const settings = { firstRetryMs: 50, retryWindowMs: 60_000, timeoutMs: 5_000, safetyNet: true };
     for (const replica of ["r1", "r2"]) {
       workers.push(new AlertDeliveryWorker(deliveries, webhooks, alerts, guard, systemClock, replica, settings, new Metrics(), createLogger("warn")));
     }

@@ -34,6 +34,8 @@ const LIMITS = { perKey: 2, total: 32, capacity: 10_000 };
 export interface DeliverySettings extends RetryPolicy {
   /** One attempt, answer included (5 s by default). */
   timeoutMs: number;
+  /** Scan for deliveries another replica left behind: only where the store may have other writers (as the sweeper's). */
+  safetyNet: boolean;
 }
 
 export class AlertDeliveryWorker {
@@ -77,6 +79,7 @@ export class AlertDeliveryWorker {
     this.recovering = this.recover().catch((error) =>
       this.log.warn({ err: (error as Error).message }, "delivery recovery failed; the safety net will retry"),
     );
+    if (!this.settings.safetyNet) return;
     this.safetyNet = setInterval(() => void this.scanDue().catch((error) => this.log.warn({ err: (error as Error).message }, "delivery scan failed")), SAFETY_NET_INTERVAL_MS);
     this.safetyNet.unref();
   }
