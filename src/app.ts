@@ -306,6 +306,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       perDevice,
       clock,
       log.child({ component: "device-state" }),
+      { storeHasOtherWriters: !soleWriter },
     );
     deviceState.onChange((device) => pubSub.publish(Topic.DeviceUpdated, device));
     lifecycle.onTransition(deviceState.onCommandChange);
