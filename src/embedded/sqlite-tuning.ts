@@ -140,8 +140,8 @@ export interface TunedTables {
 
 /**
  * Sets up one database of the embedded store for speed and for compare-and-set: creates the hot collections,
- * gives each the `_id` index FerretDB's SQL can use, the commands the status index of CommandIdQueries and the
- * version guard (after giving every command without `v` the version 0), then checks with EXPLAIN QUERY PLAN that
+ * gives each the `_id` index FerretDB's SQL can use, the commands the status index of CommandIdQueries, the
+ * tenant indexes of the commands list (CommandListIndex) and the version guard (after giving every command without `v` the version 0), then checks with EXPLAIN QUERY PLAN that
  * SQLite uses the indexes for FerretDB's exact statements. Throws when it does not: every write would scan.
  */
 export async function tuneSqliteDatabase(db: Db, file: string, helper: SqliteHelper, log: Logger): Promise<TunedTables> {
@@ -215,7 +215,7 @@ function listPlanChecks(table: string): Array<{ what: string; shape: CommandList
   ];
 }
 
-/** Throws unless SQLite serves FerretDB's statements by `_id`, and the command id queries, from our indexes. */
+/** Throws unless SQLite serves FerretDB's statements by `_id`, the command id queries and the list, from our indexes. */
 export async function verifyQueryPlans(helper: SqliteHelper, file: string, tables: Map<string, string>): Promise<void> {
   const checks: Array<{ table: string; what: string; index: string; statement: SqlStatement; ordered?: boolean }> = [];
   for (const table of tables.values()) {

@@ -7,6 +7,9 @@ import { ensureIndexes } from "./indexes";
 import { mongoVersionedWrites, type CommandIndexQuery, type CommandListIndex, type VersionedWrites } from "./store-ports";
 import { escapeJsonKeys, unescapeJsonKeys } from "./json-keys";
 
+/** The most positions one refill of an index-answered page asks for (and documents it reads). */
+const MAX_REFILL_BATCH = 400;
+
 export type CommandDocument = Omit<Command, "id"> & { _id: string };
 
 export interface CommandQuery {
@@ -134,12 +137,13 @@ export class CommandRepository {
     };
     const page: Command[] = [];
     let position = after;
-    while (page.length < first) {
-      const wanted = first - page.length;
-      const positions = await index.newest({ ...indexQuery, after: position, limit: wanted });
+    // A refill asks for twice as many as the round before: a scope the index cannot take (several roles' `$or`)
+    // may leave out most rows, and each round is one SQL call.
+    for (let batch = first; page.length < first; batch = Math.min(batch * 2, MAX_REFILL_BATCH)) {
+      const positions = await index.newest({ ...indexQuery, after: position, limit: batch });
       const docs = await Promise.all(positions.map(({ id }) => this.collection.findOne({ _id: id })));
-      for (const doc of docs) if (doc && matches(doc)) page.push(fromDocument(doc));
-      if (positions.length < wanted) break;
+      for (const doc of docs) if (doc && matches(doc) && page.length < first) page.push(fromDocument(doc));
+      if (positions.length < batch) break;
       position = positions[positions.length - 1];
     }
     return page;
