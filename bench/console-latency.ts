@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { MongoClient } from "mongodb";
 import { startEmbeddedStore } from "../src/embedded/ferretdb";
 import { createLogger } from "../src/logger";
-import { SendCommandDocument } from "../test/generated/graphql";
+import { CommandsDocument, SendCommandDocument } from "../test/generated/graphql";
 import { stopTestStore, uniqueName } from "../test/kit/store";
 import type { Browser } from "playwright-core";
 import { isolatedContext, launchBrowser, signInByLink, startConsoleGateway } from "../test/browser/kit";
@@ -124,6 +124,21 @@ async function firstPage(browser: Browser): Promise<void> {
     }
     firstPage.sort((a, b) => a - b);
     console.log(`first page (50 rows) with ${SEED} commands, from sign-in link: median ${quantile(firstPage, 0.5)} ms, max ${firstPage.at(-1)} ms (5 rounds)`);
+    // The gateway's share: the same first page as one `commands` request, and the next page by its cursor.
+    const operator = await gw.client("operator");
+    const query: number[] = [];
+    const next: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      let t0 = Date.now();
+      const { commands } = await operator.data(CommandsDocument, { first: 50 });
+      query.push(Date.now() - t0);
+      t0 = Date.now();
+      await operator.data(CommandsDocument, { first: 50, after: commands.pageInfo.endCursor });
+      next.push(Date.now() - t0);
+    }
+    query.sort((a, b) => a - b);
+    next.sort((a, b) => a - b);
+    console.log(`the commands query alone (50 rows): median ${quantile(query, 0.5)} ms, max ${query.at(-1)} ms; the next page: median ${quantile(next, 0.5)} ms, max ${next.at(-1)} ms (5 rounds)`);
 
   } finally {
     await gw.stop();
