@@ -183,7 +183,11 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     ]);
     // After ensureIndexes: the tuning works on the tables behind the collections.
     const storePorts = await embeddedStore?.tune(database.db, config.mongodbDb);
-    const commandRepository = new CommandRepository(database.db, storePorts?.versionedWrites ?? guardRefusalsAsMisses(mongoVersionedWrites));
+    const commandRepository = new CommandRepository(
+      database.db,
+      storePorts?.versionedWrites ?? guardRefusalsAsMisses(mongoVersionedWrites),
+      storePorts?.commandListIndex,
+    );
     // The embedded store migrated before installing its version guard (and a scan of history there is costly).
     if (!storePorts) await commandRepository.migrateVersions();
     const commandIds = withDefaultIdQueries(storePorts?.commandIdQueries, mongoCommandIdQueries(commandRepository.collection));
