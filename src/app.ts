@@ -397,7 +397,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
         fleetDriver.changed(fleet);
         pubSub.publish(Topic.FleetCommandUpdated, fleet);
       },
-      (id) => fleetDriver.current(id),
+      fleetDriver,
     );
     await fleetDriver.start();
     stack.push(() => fleetDriver.stop());

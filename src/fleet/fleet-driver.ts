@@ -71,6 +71,11 @@ export class FleetDriver {
     return this.rollouts.get(id)?.view();
   }
 
+  /** A caller's status change through the rollout's lane of writes, if this replica drives it (else undefined). */
+  move(id: string, decide: (current: FleetCommand) => Partial<FleetCommand> | null): Promise<FleetCommand | null> | undefined {
+    return this.rollouts.get(id)?.move(decide);
+  }
+
   private tendAll(): void {
     for (const id of new Set([...this.known.keys(), ...this.rollouts.keys()])) this.tend(id);
   }

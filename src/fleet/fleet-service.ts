@@ -62,6 +62,12 @@ const MAX_TARGET_IDS = 10_000;
 const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
 const MAX_ROUNDS = 5;
 
+/** The fleet commands this replica drives (FleetDriver). */
+export interface LocalRollouts {
+  current(id: string): FleetCommand | undefined;
+  move(id: string, decide: (current: FleetCommand) => Partial<FleetCommand> | null): Promise<FleetCommand | null> | undefined;
+}
+
 /** Told of every stored change: the driver of this replica and, over the bus, every other. */
 export type FleetCommandListener = (fleet: FleetCommand) => void;
 
@@ -79,8 +85,8 @@ export class FleetCommandService {
     private readonly active: ActiveCommands,
     private readonly clock: Clock,
     private readonly onChange: FleetCommandListener,
-    /** The driving replica's fresher copy, when this replica drives it. */
-    private readonly driven: (id: string) => FleetCommand | undefined = () => undefined,
+    /** This replica's rollouts: their fresher copy, and their lane for status changes. */
+    private readonly local: LocalRollouts = { current: () => undefined, move: () => undefined },
   ) {}
 
   async create(principal: Principal, request: CreateFleetCommandRequest): Promise<FleetCommand> {
@@ -165,7 +171,7 @@ export class FleetCommandService {
     const scope = accessibleFilter(abilityOf(principal), "read", "FleetCommand");
     if (!scope) return null;
     const stored = await this.fleets.findById(id, scope);
-    const driven = stored && this.driven(id);
+    const driven = stored && this.local.current(id);
     return driven && driven.v >= stored.v ? driven : stored;
   }
 
@@ -216,12 +222,26 @@ export class FleetCommandService {
     let current = await this.get(principal, id);
     if (!current) throw notFound("FleetCommand", id);
     if (!allows(abilityOf(principal), "update", "FleetCommand", current)) throw forbidden("Not allowed to change this fleet command");
-    for (let round = 0; round < MAX_ROUNDS && current; round++) {
-      if (!from.includes(current.status)) throw conflict(`Fleet command is ${current.status}; this needs ${from.join(", ")}`, { status: current.status });
-      const stored = await this.fleets.write(current, { status: to, ...(isFinished(to) && { finishedAt: this.clock.now() }) });
+    const refused = (fleet: FleetCommand) => conflict(`Fleet command is ${fleet.status}; this needs ${from.join(", ")}`, { status: fleet.status });
+    const change = () => ({ status: to, ...(isFinished(to) && { finishedAt: this.clock.now() }) });
+    // Driven here: in the rollout's lane, so a progress write of this replica cannot overwrite the new status.
+    const moving = this.local.move(id, (fleet) => (from.includes(fleet.status) ? change() : null));
+    if (moving) {
+      const stored = await moving;
       if (stored) {
         this.onChange(stored);
-        return this.driven(id) ?? stored;
+        return this.local.current(id) ?? stored;
+      }
+      current = this.local.current(id) ?? (await this.fleets.findById(id));
+      if (current && !from.includes(current.status)) throw refused(current);
+      throw conflict("The fleet command changed meanwhile; try again");
+    }
+    for (let round = 0; round < MAX_ROUNDS && current; round++) {
+      if (!from.includes(current.status)) throw refused(current);
+      const stored = await this.fleets.write(current, change());
+      if (stored) {
+        this.onChange(stored);
+        return this.local.current(id) ?? stored;
       }
       current = await this.fleets.findById(id);
     }

@@ -201,7 +201,8 @@ export class Rollout {
   /** Starts every child that is due, keeping at most MAX_IN_FLIGHT sends under way; re-arms itself for the next. */
   private pump(): void {
     clearTimeout(this.pumpTimer);
-    while (!this.stopped && this.fleet.status === "RUNNING" && this.inFlight < MAX_IN_FLIGHT) {
+    // Not while finishing: an abort decided starts nothing more, even before it is stored.
+    while (!this.stopped && !this.finishing && this.fleet.status === "RUNNING" && this.inFlight < MAX_IN_FLIGHT) {
       while (this.next < this.childIds.length && this.children.has(this.childIds[this.next]!)) this.next++;
       if (this.next >= this.childIds.length) break;
       const now = this.ports.clock.now().getTime();
@@ -271,9 +272,16 @@ export class Rollout {
   private async finish(status: FleetCommandStatus, abortReason?: string): Promise<void> {
     this.finishing = true;
     clearTimeout(this.pumpTimer);
-    const finished = await this.save((current) =>
-      current.status === "RUNNING" || current.status === "PAUSED" ? { status, finishedAt: this.ports.clock.now(), ...(abortReason && { abortReason }) } : null,
-    ).finally(() => (this.finishing = false));
+    let finished: FleetCommand | null = null;
+    try {
+      finished = await this.save((current) =>
+        current.status === "RUNNING" || current.status === "PAUSED" ? { status, finishedAt: this.ports.clock.now(), ...(abortReason && { abortReason }) } : null,
+      );
+    } finally {
+      this.finishing = false;
+      // Not finished after all (changed meanwhile, or the store was away): go on if still RUNNING.
+      if (!finished) this.pump();
+    }
     if (!finished) return;
     this.ports.publish(this.view());
     if (status !== "ABORTED") return;
@@ -298,6 +306,14 @@ export class Rollout {
   }
 
   /**
+   * A caller's status change (pause, resume, cancel) in this rollout's lane of writes, so it never races a
+   * progress write of this replica; null when `decide` refuses the stored state or the write kept missing.
+   */
+  move(decide: (current: FleetCommand) => Partial<FleetCommand> | null): Promise<FleetCommand | null> {
+    return this.save(decide);
+  }
+
+  /**
    * Stores a change decided against the fleet command as stored (compare-and-set), with the progress.
    * One at a time: two writes of this replica on one version would race each other (and on FerretDB
    * v1 both could pass, the slower answer then overwriting the newer status in memory).
@@ -319,7 +335,8 @@ export class Rollout {
       this.unsaved = false;
       const stored = await this.ports.fleets.write(base, { ...change, counts: this.counts, next: this.next, skipped: this.skipped, refused: this.refused });
       if (stored) {
-        if (stored.v > this.fleet.v) this.fleet = stored;
+        // As for a change stored by anyone: a status changed here (a caller's move) takes effect too.
+        this.changed(stored);
         return stored;
       }
       const fresh = await this.ports.fleets.findById(base.id);
