@@ -61,6 +61,8 @@ export interface RunResult {
   failed: number;
   /** Why commands failed other than by their status, by message: a refused send (the gateway's UNAVAILABLE), a cut-off run. */
   sendErrors: Record<string, number>;
+  /** Commands that ended other than SUCCEEDED, by the status they ended with (LOST: no end within the settle timeout). */
+  endedAs: Record<string, number>;
   elapsedMs: number;
   /** Send start to the arrival of SUCCEEDED at the subscriber, per completed command, ms. */
   latenciesMs: number[];
@@ -80,6 +82,7 @@ export async function runClosedLoop(side: Side, deviceIds: readonly string[], co
   let inFlight = 0;
   let over = false;
   const sendErrors: Record<string, number> = {};
+  const endedAs: Record<string, number> = {};
   const started = performance.now();
   const until = started + durationMs;
   const workers = Promise.all(
@@ -93,7 +96,10 @@ export async function runClosedLoop(side: Side, deviceIds: readonly string[], co
           const settled = await side.completions.wait(id, settleTimeoutMs);
           if (over) return;
           if (settled.status === "SUCCEEDED") latenciesMs.push(settled.at - start);
-          else failed++;
+          else {
+            failed++;
+            endedAs[settled.status] = (endedAs[settled.status] ?? 0) + 1;
+          }
         } catch (error) {
           if (over) return;
           failed++;
@@ -114,5 +120,5 @@ export async function runClosedLoop(side: Side, deviceIds: readonly string[], co
   // Cut off: what is still in flight never ended in time.
   failed += inFlight;
   if (inFlight) sendErrors[`still in flight ${settleTimeoutMs / 1000} s after the run`] = inFlight;
-  return { completed: latenciesMs.length, failed, sendErrors, elapsedMs, latenciesMs };
+  return { completed: latenciesMs.length, failed, sendErrors, endedAs, elapsedMs, latenciesMs };
 }
