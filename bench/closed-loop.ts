@@ -72,7 +72,7 @@ export interface RunResult {
 const SETTLE_TIMEOUT_MS = 30_000;
 
 /**
- * Closed loop: `concurrency` workers, each sending a command and waiting for its end, for `durationMs`.
+ * Closed loop: `concurrency` workers, each sending a command to one of its own devices and waiting for its end, for `durationMs`.
  * A run ends at the latest `settleTimeoutMs` after that, whatever is still in flight counted as failed:
  * an overloaded side (a store answering in minutes) cannot stall the bench.
  */
@@ -85,10 +85,15 @@ export async function runClosedLoop(side: Side, deviceIds: readonly string[], co
   const endedAs: Record<string, number> = {};
   const started = performance.now();
   const until = started + durationMs;
+  // Each worker sends only to its own devices (those whose index is the worker's modulo `concurrency`), so no two
+  // commands to one device are ever in flight: a newer setpoint would supersede the older (CANCELED), which is the
+  // gateway doing its job, not a failure.
+  if (concurrency > deviceIds.length) throw new Error(`${concurrency} in flight needs at least as many devices (${deviceIds.length})`);
   const workers = Promise.all(
     Array.from({ length: concurrency }, async (_, worker) => {
+      const own = deviceIds.filter((_id, index) => index % concurrency === worker);
       for (let i = 0; performance.now() < until && !over; i++) {
-        const deviceId = deviceIds[(worker + i * concurrency) % deviceIds.length]!;
+        const deviceId = own[i % own.length]!;
         const start = performance.now();
         inFlight++;
         try {

@@ -36,7 +36,6 @@ async function main(): Promise<void> {
       repeats: { type: "string", default: "3" },
       profile: { type: "string" },
       out: { type: "string" },
-      "drop-indexes": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -76,7 +75,6 @@ async function main(): Promise<void> {
     cleanup.push(() => storeClient.close());
     const commands = storeClient.db(DATABASE).collection("commands");
     const keeper = new CollectionKeeper(commands);
-    for (const name of values["drop-indexes"]?.split(",").filter(Boolean) ?? []) await commands.dropIndex(name);
     console.log(`indexes of commands: ${(await commands.listIndexes().toArray()).map((i) => i.name).join(", ")}`);
     const api = new GatewayApi(`http://127.0.0.1:${ready.port}`, {
       admin: await signToken(JWT_SECRET, { sub: "bench-admin", tenant: "bench", roles: ["admin"] }),
