@@ -61,6 +61,8 @@ export interface RunResult {
   failed: number;
   /** Why commands failed other than by their status, by message: a refused send (the gateway's UNAVAILABLE), a cut-off run. */
   sendErrors: Record<string, number>;
+  /** Commands that ended other than SUCCEEDED, by the status they ended with (LOST: no end within the settle timeout). */
+  endedAs: Record<string, number>;
   elapsedMs: number;
   /** Send start to the arrival of SUCCEEDED at the subscriber, per completed command, ms. */
   latenciesMs: number[];
@@ -70,7 +72,7 @@ export interface RunResult {
 const SETTLE_TIMEOUT_MS = 30_000;
 
 /**
- * Closed loop: `concurrency` workers, each sending a command and waiting for its end, for `durationMs`.
+ * Closed loop: `concurrency` workers, each sending a command to one of its own devices and waiting for its end, for `durationMs`.
  * A run ends at the latest `settleTimeoutMs` after that, whatever is still in flight counted as failed:
  * an overloaded side (a store answering in minutes) cannot stall the bench.
  */
@@ -80,12 +82,18 @@ export async function runClosedLoop(side: Side, deviceIds: readonly string[], co
   let inFlight = 0;
   let over = false;
   const sendErrors: Record<string, number> = {};
+  const endedAs: Record<string, number> = {};
   const started = performance.now();
   const until = started + durationMs;
+  // Each worker sends only to its own devices (those whose index is the worker's modulo `concurrency`), so no two
+  // commands to one device are ever in flight: a newer setpoint would supersede the older (CANCELED), which is the
+  // gateway doing its job, not a failure.
+  if (concurrency > deviceIds.length) throw new Error(`${concurrency} in flight needs at least as many devices (${deviceIds.length})`);
   const workers = Promise.all(
     Array.from({ length: concurrency }, async (_, worker) => {
+      const own = deviceIds.filter((_id, index) => index % concurrency === worker);
       for (let i = 0; performance.now() < until && !over; i++) {
-        const deviceId = deviceIds[(worker + i * concurrency) % deviceIds.length]!;
+        const deviceId = own[i % own.length]!;
         const start = performance.now();
         inFlight++;
         try {
@@ -93,7 +101,10 @@ export async function runClosedLoop(side: Side, deviceIds: readonly string[], co
           const settled = await side.completions.wait(id, settleTimeoutMs);
           if (over) return;
           if (settled.status === "SUCCEEDED") latenciesMs.push(settled.at - start);
-          else failed++;
+          else {
+            failed++;
+            endedAs[settled.status] = (endedAs[settled.status] ?? 0) + 1;
+          }
         } catch (error) {
           if (over) return;
           failed++;
@@ -114,5 +125,5 @@ export async function runClosedLoop(side: Side, deviceIds: readonly string[], co
   // Cut off: what is still in flight never ended in time.
   failed += inFlight;
   if (inFlight) sendErrors[`still in flight ${settleTimeoutMs / 1000} s after the run`] = inFlight;
-  return { completed: latenciesMs.length, failed, sendErrors, elapsedMs, latenciesMs };
+  return { completed: latenciesMs.length, failed, sendErrors, endedAs, elapsedMs, latenciesMs };
 }

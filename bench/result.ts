@@ -11,6 +11,8 @@ export interface RunSample {
   failed: number;
   /** Refused sends by message (counted in `failed`). */
   sendErrors: Record<string, number>;
+  /** Commands that ended other than SUCCEEDED, by status (counted in `failed`). */
+  endedAs: Record<string, number>;
   /** Store commands the side issued during the run. */
   storeOps: number;
   /** Documents in `commands` during the run: the most seen by the clearer (every second) or at the end; null (NaN) in the history runs, which are not counted. */

@@ -174,7 +174,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       webhookRepository.ensureIndexes(),
       deliveryRepository.ensureIndexes(),
       fleetCommandRepository.ensureIndexes(),
-      new CommandRepository(database.db).ensureIndexes(),
+      new CommandRepository(database.db).ensureIndexes(embeddedStore?.indexFilter),
       deviceRepository.ensureIndexes(),
       alertRepository.ensureIndexes(),
       apiKeyRepository.ensureIndexes(),

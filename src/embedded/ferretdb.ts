@@ -7,12 +7,12 @@ import readline from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import { MongoClient, type Db } from "mongodb";
 import type { Logger } from "../logger";
-import type { CommandIdQueries, CommandListIndex, VersionedWrites } from "../store/store-ports";
+import { allIndexes, type CommandIdQueries, type CommandListIndex, type IndexFilter, type VersionedWrites } from "../store/store-ports";
 import { ensureStoreBinaries } from "./ferretdb-binary";
 import { findFreePort } from "./free-port";
 import { SqliteHelper } from "./sqlite-helper";
 import { GuardedVersionedWrites, SqliteCommandIdQueries, SqliteCommandListIndex } from "./sqlite-store-ports";
-import { tuneSqliteDatabase } from "./sqlite-tuning";
+import { sqliteKeepsIndex, tuneSqliteDatabase } from "./sqlite-tuning";
 
 export type EmbeddedStoreBackend = { kind: "sqlite" } | { kind: "postgresql"; url: string };
 
@@ -39,6 +39,8 @@ export type SupervisionEvent = { kind: "restarted"; attempt: number } | { kind: 
 export interface EmbeddedStore {
   /** MongoDB connection string of the running server, e.g. `mongodb://127.0.0.1:40123/`. It survives restarts. */
   readonly uri: string;
+  /** The indexes worth maintaining on this backend (for the repositories' ensureIndexes, before tune). */
+  readonly indexFilter: IndexFilter;
   /**
    * Sets the database up for speed and compare-and-set once its collections exist (SQLite: see sqlite-tuning.ts),
    * and returns the store ports that rely on it. Undefined on the PostgreSQL backend: the MongoDB ones apply.
@@ -104,6 +106,7 @@ export async function startEmbeddedStore(opts: EmbeddedStoreOptions): Promise<Em
     let stopping: Promise<void> | undefined;
     return {
       uri,
+      indexFilter: backend.sqliteDir ? sqliteKeepsIndex : allIndexes,
       async tune(db, dbName) {
         if (!sqlite || !backend.sqliteDir) return undefined;
         const tuned = await tuneSqliteDatabase(db, path.join(backend.sqliteDir, `${dbName}.sqlite`), sqlite, log);

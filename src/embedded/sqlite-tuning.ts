@@ -1,4 +1,4 @@
-import type { Db } from "mongodb";
+import type { Db, IndexDescription } from "mongodb";
 import { FINAL_STATUSES } from "../commands/state-machine";
 import type { Logger } from "../logger";
 import type { SqliteHelper, SqlStatement, SqlValue } from "./sqlite-helper";
@@ -25,6 +25,17 @@ export const VERSION_GUARD_MESSAGE = "stale write rejected by version guard";
 export const HOT_COLLECTIONS = ["commands", "devices", "alerts", "dispatch_leases", "rules", "rule_stats", "rule_firings"] as const;
 /** Collections whose updates must each set `v` to the stored value + 1 (compare-and-set by `_id`). */
 export const VERSIONED_COLLECTIONS = ["commands"] as const;
+
+/**
+ * The indexes FerretDB keeps on SQLite: only unique ones (they enforce uniqueness). FerretDB's SQL never uses an
+ * index it created (their expression text differs from its queries', FERRETDB.md §1), so a non-unique one serves no
+ * query and costs every write: each insert and each update (FerretDB rewrites the whole document) changes an entry
+ * in it, a B-tree walk whose pages a connection has to read again after any other connection's write.
+ */
+export const sqliteKeepsIndex = (index: IndexDescription): boolean => index.unique === true;
+
+/** Collections whose repository asks for sqliteKeepsIndex; the tuning drops what an earlier start created there. */
+export const FILTERED_INDEX_COLLECTIONS = ["commands"] as const;
 
 const quote = (identifier: string) => `"${identifier.replace(/"/g, '""')}"`;
 
@@ -146,6 +157,7 @@ export interface TunedTables {
  */
 export async function tuneSqliteDatabase(db: Db, file: string, helper: SqliteHelper, log: Logger): Promise<TunedTables> {
   await createMissingCollections(db, HOT_COLLECTIONS);
+  await dropUnkeptIndexes(db, FILTERED_INDEX_COLLECTIONS, log);
   const tables = await tableNames(helper, file, HOT_COLLECTIONS);
   const commands = tables.get("commands")!;
 
@@ -166,6 +178,16 @@ export async function tuneSqliteDatabase(db: Db, file: string, helper: SqliteHel
 
   await verifyQueryPlans(helper, file, tables);
   return { file, tables };
+}
+
+/** Through FerretDB (dropIndexes), so its index metadata stays true. `_id_` is unique in FerretDB's listing. */
+async function dropUnkeptIndexes(db: Db, names: readonly string[], log: Logger): Promise<void> {
+  for (const name of names) {
+    const collection = db.collection(name);
+    const unkept = (await collection.listIndexes().toArray()).filter((index) => index.name !== "_id_" && !sqliteKeepsIndex(index as IndexDescription));
+    for (const index of unkept) await collection.dropIndex(String(index.name));
+    if (unkept.length) log.info({ collection: name, dropped: unkept.map((index) => index.name) }, "embedded store: dropped indexes no query of FerretDB on SQLite uses");
+  }
 }
 
 async function createMissingCollections(db: Db, names: readonly string[]): Promise<void> {

@@ -4,7 +4,7 @@ import type { Command, CommandStatus } from "../commands/command";
 import { flatFilter, insertUnique } from "./database";
 import { findOneInScope } from "./find-in-scope";
 import { ensureIndexes } from "./indexes";
-import { mongoVersionedWrites, type CommandIndexQuery, type CommandListIndex, type VersionedWrites } from "./store-ports";
+import { allIndexes, mongoVersionedWrites, type CommandIndexQuery, type CommandListIndex, type IndexFilter, type VersionedWrites } from "./store-ports";
 import { escapeJsonKeys, unescapeJsonKeys } from "./json-keys";
 
 /** The most positions one refill of an index-answered page asks for (and documents it reads). */
@@ -39,14 +39,15 @@ export class CommandRepository {
     this.collection = db.collection<CommandDocument>("commands");
   }
 
-  async ensureIndexes(): Promise<void> {
+  /** `keep`: the store's index filter (the embedded store on SQLite keeps none of these: no query of its uses them). */
+  async ensureIndexes(keep: IndexFilter = allIndexes): Promise<void> {
     await ensureIndexes(this.collection, [
       { key: { tenant: 1, createdAt: -1, _id: -1 }, name: "tenant_newest" },
       { key: { tenant: 1, deviceId: 1, createdAt: -1, _id: -1 }, name: "tenant_device_newest" },
       { key: { deviceId: 1, status: 1, createdAt: 1 }, name: "device_queue" },
       { key: { status: 1, updatedAt: 1 }, name: "status_updated" },
       { key: { "pendingAlert.kind": 1 }, name: "pending_alert" },
-    ]);
+    ], keep);
   }
 
   /** Inserts a new command; `false` when a command with that id already exists (an idempotent resend). */

@@ -1,4 +1,4 @@
-import type { Collection, Document, Filter, UpdateFilter } from "mongodb";
+import type { Collection, Document, Filter, IndexDescription, UpdateFilter } from "mongodb";
 import type { CommandStatus } from "../commands/command";
 import { FINAL_STATUSES } from "../commands/state-machine";
 
@@ -6,6 +6,16 @@ import { FINAL_STATUSES } from "../commands/state-machine";
 export interface VersionedWrites {
   update<T extends Document & { _id: string; v: number }>(collection: Collection<T>, id: string, expectedVersion: number, update: UpdateFilter<T>): Promise<T | null>;
 }
+
+/**
+ * Which of the indexes a repository wants the store should maintain. Only a unique index changes what a store
+ * does; the others only serve queries, so a store that never uses them for a query may leave them out (each costs
+ * every write of the collection).
+ */
+export type IndexFilter = (index: IndexDescription) => boolean;
+
+/** MongoDB: every index serves its queries. */
+export const allIndexes: IndexFilter = () => true;
 
 /** Id-only lookups that the store can answer without reading history (indexed). */
 export interface CommandIdQueries {

@@ -9,6 +9,7 @@ import { startEmbeddedStore, type EmbeddedStore, type EmbeddedStorePorts, type S
 import { SqliteHelper } from "../../src/embedded/sqlite-helper";
 import { idIndexName, verifyQueryPlans, VERSION_GUARD_MESSAGE } from "../../src/embedded/sqlite-tuning";
 import { createLogger } from "../../src/logger";
+import { CommandRepository } from "../../src/store/command-repository";
 import { ferretdbPid } from "../kit/store";
 
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");
@@ -45,6 +46,9 @@ describe("embedded store on SQLite: indexes, version guard, id queries, supervis
         { _id: "old-1", status: "SUCCEEDED", updatedAt: new Date("2020-01-01T00:00:00Z") },
         { _id: "old-2", status: "QUEUED", updatedAt: new Date("2020-01-02T00:00:00Z") },
       ]);
+      // As a gateway before the index filter left them: every index the repository asks for, and a unique one.
+      await new CommandRepository(db).ensureIndexes();
+      await commands().createIndex({ updatedAt: 1 }, { name: "test_unique_updated", unique: true });
       ports = (await store.tune(db, DB))!;
       assert.ok(ports, "the SQLite backend returns its store ports");
     },
@@ -54,6 +58,14 @@ describe("embedded store on SQLite: indexes, version guard, id queries, supervis
     await client?.close();
     await store?.stop();
     if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("keeps only unique indexes on commands: the tuning drops those an earlier start made, and the repository makes none", async () => {
+    const names = async () => (await commands().listIndexes().toArray()).map((index) => String(index.name)).sort();
+    assert.deepEqual(await names(), ["_id_", "test_unique_updated"]);
+    await new CommandRepository(db).ensureIndexes(store.indexFilter);
+    assert.deepEqual(await names(), ["_id_", "test_unique_updated"]);
+    await commands().dropIndex("test_unique_updated");
   });
 
   it("gives stored commands without a version the version 0", async () => {

@@ -108,7 +108,7 @@ describe("bench: result shape", () => {
     storeOpsPerCommand: 4,
     storeOps: { insert: 30, findAndModify: 90 },
     documentsMax: 12,
-    runs: [{ commandsPerSec, completed: 10, failed: 0, sendErrors: {}, storeOps: 40, documentsMax: 12 }],
+    runs: [{ commandsPerSec, completed: 10, failed: 0, sendErrors: {}, endedAs: {}, storeOps: 40, documentsMax: 12 }],
   });
   const stage = { subscribers: 1000, deliveries: 4000, p50Ms: 20, p99Ms: 90, maxMs: 120, rssMb: 150 };
   const latency = (p50: number, p99: number, n = 300) => ({ n, p50, p95: p50 * 2, p99, max: p99 + 5 });

@@ -88,11 +88,38 @@ describe("bench: closed loop", () => {
     assert.ok(run.completed > 0 && run.failed > 0);
     assert.equal(run.latenciesMs.length, run.completed);
     assert.ok(run.sendErrors.UNAVAILABLE! > 0 && run.sendErrors.UNAVAILABLE! < run.failed);
+    assert.deepEqual(run.endedAs, { FAILED: run.failed - run.sendErrors.UNAVAILABLE! });
+  });
+
+  it("never has two commands to one device in flight (a newer setpoint would supersede the older)", async () => {
+    const inFlight = new Map<string, number>();
+    let most = 0;
+    const completions = new Completions();
+    let n = 0;
+    const side: Side = {
+      name: "fake",
+      completions,
+      send: async (deviceId) => {
+        const id = `c${n++}`;
+        const now = (inFlight.get(deviceId) ?? 0) + 1;
+        inFlight.set(deviceId, now);
+        most = Math.max(most, now);
+        // Uneven answer times, so that workers run at different speeds.
+        setTimeout(() => {
+          inFlight.set(deviceId, inFlight.get(deviceId)! - 1);
+          completions.transition(id, "SUCCEEDED");
+        }, n % 3 === 0 ? 5 : 1);
+        return id;
+      },
+    };
+    const run = await runClosedLoop(side, ["d0", "d1", "d2", "d3", "d4", "d5", "d6"], 3, 100, 1_000);
+    assert.ok(run.completed > 10);
+    assert.equal(most, 1);
   });
 
   it("cuts off a run whose commands never end, counting them as failed", async () => {
     const started = Date.now();
-    const run = await runClosedLoop(fakeSide(() => "hang"), ["d"], 2, 20, 100);
+    const run = await runClosedLoop(fakeSide(() => "hang"), ["d0", "d1"], 2, 20, 100);
     assert.equal(run.completed, 0);
     assert.ok(run.failed >= 2);
     assert.ok(Date.now() - started < 5_000);
