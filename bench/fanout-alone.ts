@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { signToken } from "../src/auth/jwt";
 import { benchDevice, forkChild, stopChild } from "./children";
-import { Fanout } from "./fanout";
+import { Fanout, type FanoutSubscription } from "./fanout";
 import { GatewayApi } from "./gateway-api";
 import { ChildChannel } from "./ipc";
 import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readProcStats } from "./proc-cpu";
@@ -16,18 +16,21 @@ const JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnop";
  * The benchmark's fan-out stage alone, for profiling it: a gateway child (as bench/run.ts starts it), one
  * device, N graphql-ws subscribers in this process, M commands; prints the delays and the CPU each
  * process used while measuring (the subscribers share the machine with the gateway).
- * `node dist/bench/fanout-alone.js [--subscribers 1000] [--commands 20] [--profile DIR]`
+ * `node dist/bench/fanout-alone.js [--subscribers 1000] [--commands 20] [--subscription commandUpdated|deviceUpdated] [--profile DIR]`
  */
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       subscribers: { type: "string", default: "1000" },
       commands: { type: "string", default: "20" },
+      subscription: { type: "string", default: "commandUpdated" },
       profile: { type: "string" },
     },
   });
   const subscribers = Number(values.subscribers);
   const commands = Number(values.commands);
+  const subscription = values.subscription as FanoutSubscription;
+  if (subscription !== "commandUpdated" && subscription !== "deviceUpdated") throw new Error("--subscription must be commandUpdated or deviceUpdated");
   const runId = Math.random().toString(36).slice(2, 8);
   const cleanup: Array<() => Promise<unknown>> = [];
   try {
@@ -61,6 +64,7 @@ async function main(): Promise<void> {
     const fanout = new Fanout(api, deviceId);
     cleanup.push(() => fanout.close());
     await fanout.grow(subscribers);
+    await fanout.subscribe(subscription);
 
     const ticks = clockTicksPerSecond();
     const store = descendants(readAllProcStats(), process.pid, /^ferretdb/);
@@ -74,7 +78,7 @@ async function main(): Promise<void> {
     const elapsed = performance.now() - started;
     const profileWindowUs = [windowStart, Number(process.hrtime.bigint() / 1000n)];
     const cpu = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, round(cpuPercent(before[k]!, readProcStats(p), elapsed, ticks), 1)]));
-    console.log(JSON.stringify({ subscribers, commands, seconds: round(elapsed / 1000, 1), delays: percentiles(delays), cpuPercentOfACore: cpu, loadAverage: { start: load, end: loadavg().map((x) => round(x)) }, profileWindowUs }));
+    console.log(JSON.stringify({ subscription, subscribers, commands, seconds: round(elapsed / 1000, 1), delays: percentiles(delays), cpuPercentOfACore: cpu, loadAverage: { start: load, end: loadavg().map((x) => round(x)) }, profileWindowUs }));
   } finally {
     while (cleanup.length) await cleanup.pop()!().catch((error: Error) => console.error(`cleanup: ${error.message}`));
   }
