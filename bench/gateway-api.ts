@@ -56,10 +56,13 @@ export class GatewayApi {
     return this.request(REGISTER, { input: { id, site: "site-a", model: "thermostat" } }, "admin");
   }
 
-  async sendCommand(deviceId: string, celsius = 21): Promise<string> {
-    const data = await this.request<{ sendCommand: { id: string } }>(SEND, {
-      input: { deviceId, type: "thermostat.setTemperature", payload: { celsius } },
-    });
+  /** A setpoint for a thermostat. */
+  sendCommand(deviceId: string, celsius = 21): Promise<string> {
+    return this.send(deviceId, "thermostat.setTemperature", { celsius });
+  }
+
+  async send(deviceId: string, type: string, payload: Record<string, unknown>): Promise<string> {
+    const data = await this.request<{ sendCommand: { id: string } }>(SEND, { input: { deviceId, type, payload } });
     return data.sendCommand.id;
   }
 
