@@ -169,7 +169,9 @@ export class FleetCommandService {
       const stored = await this.fleets.write(current, { status: to, ...(isFinished(to) && { finishedAt: this.clock.now() }) });
       if (stored) {
         this.onChange(stored);
-        return this.driven(id) ?? stored;
+        // The driver's copy only if it has seen this write (as `get`): an older one would answer the status before the move.
+        const driven = this.driven(id);
+        return driven && driven.v >= stored.v ? driven : stored;
       }
       current = await this.fleets.findById(id);
     }
