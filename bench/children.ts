@@ -1,9 +1,13 @@
 import { fork, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { signToken } from "../src/auth/jwt";
 import { createSimulatedDevice, type DeviceClient } from "../src/device-sdk";
-import type { ChildChannel } from "./ipc";
+import { GatewayApi } from "./gateway-api";
+import { ChildChannel, type ReadyMessage } from "./ipc";
 
-/** Forks one of the bench's child scripts (compiled beside this file) with the IPC channel the bench talks over. */
+/** Forks one of the bench's child scripts (compiled beside this file) with the bench's environment plus `env`. */
 export function forkChild(script: string, execArgv: string[], env: Record<string, string>): ChildProcess {
   return fork(join(__dirname, script), [], {
     execArgv,
@@ -12,7 +16,7 @@ export function forkChild(script: string, execArgv: string[], env: Record<string
   });
 }
 
-/** Asks the child to stop, and kills it if it has not exited 10 s later. */
+/** Asks a child to stop (so a --cpu-prof profile is written), killing it if it has not gone within 10 s. */
 export async function stopChild(channel: ChildChannel): Promise<void> {
   if (channel.child.exitCode !== null) return;
   const exited = new Promise((resolveExit) => channel.child.once("exit", resolveExit));
@@ -22,7 +26,45 @@ export async function stopChild(channel: ChildChannel): Promise<void> {
   clearTimeout(kill);
 }
 
-/** A simulated thermostat that answers at once (no handler latency): the bench measures the gateway, not the device. */
+/** A simulated thermostat that answers at once. */
 export function benchDevice(id: string, brokerUrl: string, topicPrefix: string): DeviceClient {
   return createSimulatedDevice({ deviceId: id, model: "thermostat", brokerUrl, topicPrefix, latencyMs: [0, 0] });
+}
+
+export const BENCH_JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnop";
+
+/**
+ * A gateway child for the stage scripts (bench/fanout-alone.ts, bench/superseding.ts), started as
+ * bench/run.ts starts it: embedded store in a temporary folder, embedded broker, store commands counted;
+ * with an API client for an admin and an operator of tenant `bench`. `cleanup` gets what stops it.
+ */
+export async function startBenchGateway(
+  name: string,
+  execArgv: string[],
+  cleanup: Array<() => Promise<unknown>>,
+): Promise<{ channel: ChildChannel; ready: ReadyMessage; api: GatewayApi; topicPrefix: string }> {
+  const runId = Math.random().toString(36).slice(2, 8);
+  const dataDir = mkdtempSync(join(tmpdir(), `gateway-${name}-`));
+  cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+  const topicPrefix = `${name}-${runId}`;
+  const child = forkChild("gateway-process.js", ["--expose-gc", ...execArgv], {
+    MONGODB_URI: "",
+    DATA_DIR: dataDir,
+    MONGODB_DB: `bench_${name.replace(/\W/g, "_")}`,
+    MQTT_TOPIC_PREFIX: topicPrefix,
+    MQTT_PORT: "0",
+    PORT: "0",
+    HOST: "127.0.0.1",
+    JWT_SECRET: BENCH_JWT_SECRET,
+    DEMO: "0",
+    RATE_LIMIT_MUTATIONS_PER_MINUTE: "1000000",
+  });
+  const ready = await ChildChannel.ready(child);
+  const channel = new ChildChannel(child);
+  cleanup.push(() => stopChild(channel));
+  const api = new GatewayApi(`http://127.0.0.1:${ready.port}`, {
+    admin: await signToken(BENCH_JWT_SECRET, { sub: "bench-admin", tenant: "bench", roles: ["admin"] }),
+    operator: await signToken(BENCH_JWT_SECRET, { sub: "bench-operator", tenant: "bench", roles: ["operator"] }),
+  });
+  return { channel, ready, api, topicPrefix };
 }

@@ -6,11 +6,19 @@ const REQUEST_TIMEOUT_MS = 30_000;
 const SEND = `mutation Send($input: SendCommandInput!) { sendCommand(input: $input) { id } }`;
 const REGISTER = `mutation Register($input: RegisterDeviceInput!) { registerDevice(input: $input) { id } }`;
 const UPDATES = `subscription Updates($deviceId: ID) { commandUpdated(deviceId: $deviceId) { id status updatedAt } }`;
+const DEVICE_UPDATES = `subscription DeviceUpdates($id: ID) { deviceUpdated(id: $id) { id online reported desired inSync pendingCommands stateUpdatedAt } }`;
 
 export interface CommandUpdatedEvent {
   id: string;
   status: string;
   updatedAt: string;
+}
+
+export interface DeviceUpdatedEvent {
+  id: string;
+  reported: { setpoint?: number };
+  pendingCommands: number;
+  stateUpdatedAt: string | null;
 }
 
 /** GraphQL over HTTP and graphql-ws, as a client of the gateway would talk to it. */
@@ -48,10 +56,13 @@ export class GatewayApi {
     return this.request(REGISTER, { input: { id, site: "site-a", model: "thermostat" } }, "admin");
   }
 
-  async sendCommand(deviceId: string): Promise<string> {
-    const data = await this.request<{ sendCommand: { id: string } }>(SEND, {
-      input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: 21 } },
-    });
+  /** A setpoint for a thermostat. */
+  sendCommand(deviceId: string, celsius = 21): Promise<string> {
+    return this.send(deviceId, "thermostat.setTemperature", { celsius });
+  }
+
+  async send(deviceId: string, type: string, payload: Record<string, unknown>): Promise<string> {
+    const data = await this.request<{ sendCommand: { id: string } }>(SEND, { input: { deviceId, type, payload } });
     return data.sendCommand.id;
   }
 
@@ -77,6 +88,19 @@ export class GatewayApi {
       {
         next: (value) => {
           if (value.data) onEvent(value.data.commandUpdated, Date.now());
+        },
+        error: (error) => console.error(`bench: subscription error: ${JSON.stringify(error)}`),
+        complete: () => undefined,
+      },
+    );
+  }
+
+  subscribeDevice(client: Client, deviceId: string, onEvent: (event: DeviceUpdatedEvent, receivedAt: number) => void): () => void {
+    return client.subscribe<{ deviceUpdated: DeviceUpdatedEvent }>(
+      { query: DEVICE_UPDATES, variables: { id: deviceId } },
+      {
+        next: (value) => {
+          if (value.data) onEvent(value.data.deviceUpdated, Date.now());
         },
         error: (error) => console.error(`bench: subscription error: ${JSON.stringify(error)}`),
         complete: () => undefined,

@@ -44,8 +44,10 @@ export interface FanoutStage {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
-  /** Gateway RSS after a full GC with these subscriptions open. */
+  /** Gateway RSS after a full GC with these subscriptions (commandUpdated) open. */
   rssMb: number;
+  /** The same connections subscribed to the device's `deviceUpdated` instead: one delivery per state change and subscriber. */
+  deviceUpdated: { deliveries: number; p50Ms: number; p99Ms: number; maxMs: number };
 }
 
 export interface TargetCheck {
@@ -86,7 +88,7 @@ export interface BenchResult {
     runs: RunSample[];
   };
   idle: { seededCommands: number; onlineDevices: number; seconds: number; storeCpuPercent: number; gatewayCpuPercent: number; storeProcesses: number };
-  fanout: FanoutStage & { stages: FanoutStage[]; measures: string };
+  fanout: FanoutStage & { stages: FanoutStage[]; measures: string; deviceUpdatedMeasures: string };
   memory: {
     rssMbPer1000Subscriptions: number;
     commands: number;
@@ -127,6 +129,8 @@ export function shapeProblems(value: unknown): string[] {
     "fanout.p50Ms",
     "fanout.p99Ms",
     "fanout.rssMb",
+    "fanout.deviceUpdated.p50Ms",
+    "fanout.deviceUpdated.p99Ms",
     "cpus",
   ];
   for (const path of numbers) if (typeof get(path) !== "number" || !Number.isFinite(get(path))) problems.push(`${path} is not a finite number`);
@@ -194,11 +198,19 @@ export function resultTable(result: BenchResult): string {
     ],
     [`idle CPU, ${result.idle.seconds} s, ${result.idle.seededCommands} stored, ${result.idle.onlineDevices} devices online (% of a core)`, `${fmt(result.idle.gatewayCpuPercent)} gateway, ${fmt(result.idle.storeCpuPercent)} store`, "", "", "", ""],
     ...result.fanout.stages.map((s) => [
-      `fan-out ${s.subscribers} subscribers, transition → subscriber: p50 / ${s.deliveries >= 1000 ? "p99" : "max"} (ms)`,
+      `fan-out ${s.subscribers} subscribers, commandUpdated, transition → subscriber: p50 / ${s.deliveries >= 1000 ? "p99" : "max"} (ms)`,
       `${fmt(s.p50Ms)} / ${fmt(s.deliveries >= 1000 ? s.p99Ms : s.maxMs)}, n=${s.deliveries}`,
       "",
       "",
       `gateway RSS ${fmt(s.rssMb)} MB`,
+      "",
+    ]),
+    ...result.fanout.stages.map((s) => [
+      `fan-out ${s.subscribers} subscribers, deviceUpdated, state change → subscriber: p50 / ${s.deviceUpdated.deliveries >= 1000 ? "p99" : "max"} (ms)`,
+      `${fmt(s.deviceUpdated.p50Ms)} / ${fmt(s.deviceUpdated.deliveries >= 1000 ? s.deviceUpdated.p99Ms : s.deviceUpdated.maxMs)}, n=${s.deviceUpdated.deliveries}`,
+      "",
+      "",
+      "",
       "",
     ]),
     ["RSS per 1000 subscriptions (MB)", fmt(result.memory.rssMbPer1000Subscriptions), "", "", "", ""],

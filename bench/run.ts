@@ -9,7 +9,7 @@ import { renderLineChart } from "./chart";
 import { benchDevice, forkChild, stopChild } from "./children";
 import { runClosedLoop, type RunResult, type Side } from "./closed-loop";
 import { CollectionKeeper } from "./collection-keeper";
-import { Fanout, FANOUT_MEASURES } from "./fanout";
+import { DEVICE_FANOUT_MEASURES, Fanout, FANOUT_MEASURES } from "./fanout";
 import { FloorLink } from "./floor-link";
 import { GatewayApi } from "./gateway-api";
 import { seedFinalCommands } from "./history";
@@ -234,10 +234,21 @@ async function main(): Promise<void> {
     for (const subscribers of plan.fanout) {
       phase(`fan-out: ${subscribers} subscribers`);
       await fanout.grow(subscribers);
-      const delays = await fanout.measure(plan.fanoutCommands);
+      await fanout.subscribe("commandUpdated");
+      const p = percentiles(await fanout.measure(plan.fanoutCommands));
       const memory = await gateway.request<MemorySample>({ kind: "memory" });
-      const p = percentiles(delays);
-      stages.push({ subscribers, deliveries: p.n, p50Ms: p.p50, p99Ms: p.p99, maxMs: p.max, rssMb: round(memory.rss / MB) });
+      // The same connections, subscribed to the device instead.
+      await fanout.subscribe("deviceUpdated");
+      const d = percentiles(await fanout.measure(plan.fanoutCommands));
+      stages.push({
+        subscribers,
+        deliveries: p.n,
+        p50Ms: p.p50,
+        p99Ms: p.p99,
+        maxMs: p.max,
+        rssMb: round(memory.rss / MB),
+        deviceUpdated: { deliveries: d.n, p50Ms: d.p50, p99Ms: d.p99, maxMs: d.max },
+      });
     }
     await fanout.close();
     const largest = stages[stages.length - 1]!;
@@ -307,7 +318,7 @@ async function main(): Promise<void> {
         gatewayCpuPercent: idleCpu("gateway"),
         storeProcesses: storePids.length,
       },
-      fanout: { ...largest, stages, measures: FANOUT_MEASURES },
+      fanout: { ...largest, stages, measures: FANOUT_MEASURES, deviceUpdatedMeasures: DEVICE_FANOUT_MEASURES },
       memory: {
         rssMbPer1000Subscriptions: round(((largest.rssMb - memoryBeforeFanout.rss / MB) * 1000) / largest.subscribers),
         commands: commandsSinceHeap,

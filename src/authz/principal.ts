@@ -26,3 +26,12 @@ export function sourceOf(principal: Principal): "OPERATOR" | "API" | "AUTOMATION
       return "AUTOMATION";
   }
 }
+
+/**
+ * Two principals with the same key are allowed the same and see the same: every field but when the
+ * token expires (which only closes a connection), e.g. two connections of one user with one or two tokens.
+ */
+export function principalKey(principal: Principal): string {
+  const { expiresAt: _expiresAt, ...rest } = principal as Principal & { expiresAt?: number };
+  return JSON.stringify(rest);
+}

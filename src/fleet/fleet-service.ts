@@ -218,6 +218,12 @@ export class FleetCommandService {
     return canceled;
   }
 
+  /** The driver's copy only if it has seen this write (as `get`): an older one would answer the status before the move. */
+  private fresher(stored: FleetCommand): FleetCommand {
+    const driven = this.local.current(stored.id);
+    return driven && driven.v >= stored.v ? driven : stored;
+  }
+
   private async move(principal: Principal, id: string, from: readonly FleetCommandStatus[], to: FleetCommandStatus): Promise<FleetCommand> {
     let current = await this.get(principal, id);
     if (!current) throw notFound("FleetCommand", id);
@@ -230,7 +236,7 @@ export class FleetCommandService {
       const stored = await moving;
       if (stored) {
         this.onChange(stored);
-        return this.local.current(id) ?? stored;
+        return this.fresher(stored);
       }
       current = this.local.current(id) ?? (await this.fleets.findById(id));
       if (current && !from.includes(current.status)) throw refused(current);
@@ -241,7 +247,7 @@ export class FleetCommandService {
       const stored = await this.fleets.write(current, change());
       if (stored) {
         this.onChange(stored);
-        return this.local.current(id) ?? stored;
+        return this.fresher(stored);
       }
       current = await this.fleets.findById(id);
     }

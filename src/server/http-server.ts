@@ -10,7 +10,7 @@ import { getOperationAST, type GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Authenticator } from "../auth/authenticator";
-import type { Principal } from "../authz/principal";
+import { principalKey, type Principal } from "../authz/principal";
 import { GatewayError } from "../errors";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
@@ -20,6 +20,7 @@ import { credentialsFromConnectionParams, credentialsFromHeaders, principalForRe
 import { mountConsole } from "./console-routes";
 import { createFormatError } from "./format-error";
 import { refuseOperation } from "./operation-guards";
+import { sharedSubscribe } from "./shared-subscriptions";
 
 export interface HttpServerOptions {
   schema: GraphQLSchema;
@@ -68,6 +69,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     {
       schema,
       context: (ctx): GatewayContext => ({ principal: ctx.extra.principal! }),
+      // The context is the principal alone: connections of equal principals asking the same share one execution per event.
+      subscribe: sharedSubscribe((args) => principalKey((args.contextValue as GatewayContext).principal)),
       onConnect: async (ctx) => {
         const socket = ctx.extra.socket;
         let principal: Principal;

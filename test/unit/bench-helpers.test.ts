@@ -110,7 +110,7 @@ describe("bench: result shape", () => {
     documentsMax: 12,
     runs: [{ commandsPerSec, completed: 10, failed: 0, sendErrors: {}, endedAs: {}, storeOps: 40, documentsMax: 12 }],
   });
-  const stage = { subscribers: 1000, deliveries: 4000, p50Ms: 20, p99Ms: 90, maxMs: 120, rssMb: 150 };
+  const stage = { subscribers: 1000, deliveries: 4000, p50Ms: 20, p99Ms: 90, maxMs: 120, rssMb: 150, deviceUpdated: { deliveries: 2000, p50Ms: 30, p99Ms: 120, maxMs: 150 } };
   const latency = (p50: number, p99: number, n = 300) => ({ n, p50, p95: p50 * 2, p99, max: p99 + 5 });
   const result: BenchResult = {
     throughput: {
@@ -127,7 +127,7 @@ describe("bench: result shape", () => {
     storeOpsPerCommand: { gateway: 3.5, floor: 4, limit: 4, byCommand: { gateway: {}, floor: {}, limit: {} } },
     history: { seededCommands: 20_000, gatewayCommandsPerSec: 90, emptyCommandsPerSec: 120, ratioToEmpty: 0.75, concurrency: 16, spread: { median: 90, min: 85, max: 95, spreadPercent: 11 }, seedingSeconds: 4, documents: 20_100, runs: [] },
     idle: { seededCommands: 20_000, onlineDevices: 101, seconds: 15, storeCpuPercent: 1.5, gatewayCpuPercent: 0.8, storeProcesses: 1 },
-    fanout: { ...stage, stages: [stage], measures: "transition → subscriber" },
+    fanout: { ...stage, stages: [stage], measures: "transition → subscriber", deviceUpdatedMeasures: "state change → subscriber" },
     memory: { rssMbPer1000Subscriptions: 50, commands: 10_000, heapUsedMbBefore: 40, heapUsedMbAfter: 41, rssMbAfter: 140 },
     targets: [],
     store: "FerretDB",
@@ -191,7 +191,8 @@ describe("bench: result shape", () => {
     assert.ok(compared?.includes("◀ compared") && compared.includes("120 (119–121)") && compared.includes("1.20×") && compared.includes("0.60×"), compared);
     assert.ok(lines.some((line) => line.includes("latency p50") && line.includes("10.0, n=300")));
     assert.ok(lines.some((line) => line.includes("latency tail") && line.includes("35.0 max of 300") && line.includes("(maxs)")));
-    assert.ok(lines.some((line) => line.includes("fan-out 1000 subscribers, transition → subscriber") && line.includes("20.0 / 90.0, n=4000")));
+    assert.ok(lines.some((line) => line.includes("fan-out 1000 subscribers, commandUpdated, transition → subscriber") && line.includes("20.0 / 90.0, n=4000")));
+    assert.ok(lines.some((line) => line.includes("fan-out 1000 subscribers, deviceUpdated, state change → subscriber") && line.includes("30.0 / 120, n=2000")));
     const rows = lines.slice(0, lines.indexOf(""));
     assert.equal(new Set(rows.map((line) => line.length)).size, 1, "columns are aligned");
     assert.ok(table.includes("MISS  throughput ≥ 0.7× limit"));
