@@ -11,6 +11,7 @@ import { cancelQueuedChildren } from "./fleet-children";
 import {
   childKey,
   FAILING_CHILD_STATUSES,
+  fleetAbortAlertId,
   isFinished,
   SETTLED_CHILD_STATUSES,
   type FleetCommand,
@@ -280,7 +281,7 @@ export class Rollout {
     await this.cancelQueued();
     const failing = this.firstFailing!;
     await this.ports.raiseAlert({
-      id: `fleet:${this.fleet.id}:ABORTED`,
+      id: fleetAbortAlertId(this.fleet.id),
       tenant: this.fleet.tenant,
       site: failing.site,
       kind: "FAILED",
