@@ -22,6 +22,8 @@ export interface ReadyMessage {
   mongodbUri?: string;
   /** Floor only: how the bench connects to the floor's broker to send requests and receive transitions. */
   benchCredentials?: { username?: string; password?: string };
+  /** Device host only: how many of its devices came online. */
+  devices?: number;
 }
 
 /** Request/reply over the IPC channel of a forked child. */

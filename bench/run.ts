@@ -1,5 +1,4 @@
-import { fork, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -16,6 +15,7 @@ import { GatewayApi } from "./gateway-api";
 import { seedFinalCommands } from "./history";
 import { ChildChannel, type MemorySample } from "./ipc";
 import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readProcStats } from "./proc-cpu";
+import { cpuModel, forkChild, stopChild } from "./processes";
 import { Progress } from "./progress";
 import { checkTargets, resultTable, shapeProblems, SIDES, type BenchResult, type FanoutStage, type LevelResult, type RunSample, type SideName } from "./result";
 import { percentiles, round, saturated, spread } from "./stats";
@@ -346,23 +346,6 @@ async function main(): Promise<void> {
   }
 }
 
-function forkChild(script: string, execArgv: string[], env: Record<string, string>): ChildProcess {
-  return fork(join(__dirname, script), [], {
-    execArgv,
-    env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "error", ...env },
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
-}
-
-async function stopChild(channel: ChildChannel): Promise<void> {
-  if (channel.child.exitCode !== null) return;
-  const exited = new Promise((resolveExit) => channel.child.once("exit", resolveExit));
-  const kill = setTimeout(() => channel.child.kill("SIGKILL"), 10_000);
-  await channel.request({ kind: "stop" }).catch(() => undefined);
-  await exited;
-  clearTimeout(kill);
-}
-
 function device(id: string, brokerUrl: string, topicPrefix: string): DeviceClient {
   return createSimulatedDevice({ deviceId: id, model: "thermostat", brokerUrl, topicPrefix, latencyMs: [0, 0] });
 }
@@ -419,14 +402,6 @@ function latencyChart(result: BenchResult): string {
       yLabel: "send to SUCCEEDED at a subscriber (ms)",
     },
   );
-}
-
-function cpuModel(): string {
-  try {
-    return /^model name\s*:\s*(.+)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? cpus()[0]?.model ?? "unknown";
-  } catch {
-    return cpus()[0]?.model ?? "unknown";
-  }
 }
 
 const sleep = (ms: number) => new Promise((resolveSleep) => setTimeout(resolveSleep, ms));

@@ -161,7 +161,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     }
     const database = await connectDatabase(mongodbUri, config.mongodbDb, log, { monitorCommands: options.monitorStoreCommands });
     stack.push(() => database.close());
-    const deviceRepository = new DeviceRepository(database.db);
+    const deviceRepository = new DeviceRepository(database.db, { soleWriter });
     const alertRepository = new AlertRepository(database.db);
     const apiKeyRepository = new ApiKeyRepository(database.db);
     const ruleRepository = new RuleRepository(database.db);

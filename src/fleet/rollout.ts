@@ -174,15 +174,15 @@ export class Rollout {
     this.resume();
   }
 
-  /** The target and what became of each child so far (memory first, the store by id for the rest). */
+  /** The target and what became of each child up to the stored position (read by id). */
   private async load(): Promise<void> {
     const chunks = await this.ports.fleets.targets(this.fleet.id, this.fleet.targetChunks);
     this.deviceIds = chunks.flatMap((c) => c.deviceIds);
     this.childIds = this.deviceIds.map((deviceId) => idForKey(this.principal, childKey(this.fleet.id, deviceId)));
-    // Children may exist a little beyond the stored position (started after the last save).
-    const lookahead = MAX_IN_FLIGHT + Math.ceil((this.fleet.maxPerMinute * 3) / 60);
-    const upTo = Math.min(this.childIds.length, this.next + lookahead);
-    const ids = this.childIds.slice(0, upTo);
+    // Children started after the last save (up to a second of them) are found by their send again: the
+    // id is derived from the key, so the insert fails and the stored child is returned. Reading ahead
+    // instead would cost a read for every id in the window, and a fresh fleet command has none.
+    const ids = this.childIds.slice(0, Math.min(this.childIds.length, this.next));
     const reader = async () => {
       for (let id = ids.pop(); id !== undefined; id = ids.pop()) {
         const child = await this.ports.commands.findById(id);
