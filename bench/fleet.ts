@@ -4,7 +4,6 @@ import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
 import { signToken } from "../src/auth/jwt";
-import { createSimulatedDevice } from "../src/device-sdk";
 import { Completions, runClosedLoop, type RunResult, type Side } from "./closed-loop";
 import { GatewayApi } from "./gateway-api";
 import { ChildChannel, type MemorySample } from "./ipc";
@@ -47,8 +46,8 @@ interface ChildRow {
 
 /**
  * Issue 12's fleet benchmark. The gateway runs as a child process on the embedded default (as `npm run
- * bench` runs it), with its store commands counted; the fleet's simulated thermostats run in `--hosts`
- * device-host processes, the few single-command devices and the timing in this one.
+ * bench` runs it), with its store commands counted; the simulated thermostats (the fleet's and the few
+ * single-command devices) run in `--hosts` device-host processes, the clients and the timing in this one.
  *
  * (a) single sendCommand latency, idle; (b) one fleet command to every fleet device at 100,000 a minute:
  * time to start all children, completions per second, store commands per child, gateway RSS, and the
@@ -121,7 +120,9 @@ async function main(): Promise<void> {
     phase(`registering ${fleetDevices} fleet devices and ${SINGLE_DEVICES} single-command devices`);
     const fleetPrefix = `fleet-${runId}-`;
     const fleetIds = Array.from({ length: fleetDevices }, (_, i) => `${fleetPrefix}${i}`);
-    const singleIds = Array.from({ length: SINGLE_DEVICES }, (_, i) => `single-${runId}-${i}`);
+    // Numbered after the fleet's and hosted with the last of its devices (site "single", outside the target): their
+    // replies come from a device host as loaded as the children's, so a single command and a child are sent alike.
+    const singleIds = Array.from({ length: SINGLE_DEVICES }, (_, i) => `${fleetPrefix}${fleetDevices + i}`);
     const registerStarted = performance.now();
     await inParallel(
       [...fleetIds.map((id) => ({ id, site: "fleet" })), ...singleIds.map((id) => ({ id, site: "single" }))],
@@ -135,7 +136,7 @@ async function main(): Promise<void> {
     const perHost = Math.ceil(fleetDevices / hosts);
     const hostChildren = await Promise.all(
       Array.from({ length: hosts }, async (_, h) => {
-        const count = Math.min(perHost, fleetDevices - h * perHost);
+        const count = Math.min(perHost, fleetDevices - h * perHost) + (h === hosts - 1 ? SINGLE_DEVICES : 0);
         const child = forkChild("device-host.js", [], { MQTT_URL: gatewayReady.mqttUrl, MQTT_TOPIC_PREFIX: topicPrefix, DEVICE_PREFIX: fleetPrefix, FROM: String(h * perHost), COUNT: String(count) });
         const ready = await ChildChannel.ready(child);
         const channel = new ChildChannel(child);
@@ -143,24 +144,25 @@ async function main(): Promise<void> {
         return { channel, online: ready.devices ?? 0 };
       }),
     );
-    const online = hostChildren.reduce((sum, h) => sum + h.online, 0);
+    const online = hostChildren.reduce((sum, h) => sum + h.online, 0) - SINGLE_DEVICES;
     const connectSeconds = round((performance.now() - connectStarted) / 1000, 1);
     if (online < fleetDevices) console.error(`bench: only ${online} of ${fleetDevices} fleet devices came online`);
-    const singles = singleIds.map((deviceId) => createSimulatedDevice({ deviceId, model: "thermostat", brokerUrl: gatewayReady.mqttUrl, topicPrefix, latencyMs: [0, 0] }));
-    cleanup.push(() => Promise.all(singles.map((d) => d.stop({ graceful: false }))));
-    await Promise.all(singles.map((d) => d.start()));
     const single = await singleSide(api, singleIds);
     cleanup.push(() => single.close());
-    const ops = () => gateway.request<StoreOpCounts>({ kind: "storeOps" });
+    const ops = () => gateway.request<StoreOpCounts>({ kind: "storeOpsByCollection" });
 
     phase(`(a) single sendCommand, idle, ${idleMs / 1000} s`);
     await runClosedLoop(single.side, singleIds, 1, 3_000); // warm-up
     single.mutationMs.length = 0;
+    single.ids.length = 0;
+    /** `commands` collection store commands per command of `ids`, from the gateway's own count by command id. */
+    const perCommand = async (ids: string[]) => round((await gateway.request<number>({ kind: "commandStoreOps", ids })) / ids.length, 3);
     const idleOpsBefore = await ops();
     const idle = await runClosedLoop(single.side, singleIds, 1, idleMs);
     const idleOps = opsBetween(idleOpsBefore, await ops());
     const opsPerSingle = round(totalOps(idleOps) / idle.completed);
     const idleResult = singleResult(idle, single.mutationMs.splice(0));
+    const idleCommandsOps = await perCommand(single.ids.splice(0));
 
     phase(`(b) fleet command to ${fleetDevices} devices at ${FLEET_RATE} a minute, single commands alongside`);
     const memoryBefore = await gateway.request<MemorySample>({ kind: "memory" });
@@ -173,10 +175,16 @@ async function main(): Promise<void> {
     const rolloutOps = opsBetween(rolloutOpsBefore, await ops());
     const rssPeakMb = rss.stop();
     const memoryAfter = await gateway.request<MemorySample>({ kind: "memory" });
-    const rolloutChildren = await commands.find({ fleetCommandId: rollout.id }, { projection: { status: 1, createdAt: 1, completedAt: 1 } }).toArray();
+    const rolloutChildren = await commands.find({ fleetCommandId: rollout.id }, { projection: { _id: 1, status: 1, createdAt: 1, completedAt: 1 } }).toArray();
+    const duringCommandsOps = await perCommand(single.ids.splice(0));
+    const childCommandsOps = await perCommand(rolloutChildren.map((c) => String(c._id)));
     const duringSingle = singleResult(mergeRuns(duringRuns), single.mutationMs.splice(0));
     const singlesDuring = duringSingle.completed + duringSingle.failed;
-    const childOps = totalOps(rolloutOps) - singlesDuring * opsPerSingle;
+    // The single commands' share taken off by collection and command, at their idle cost.
+    const childOpsBy: StoreOpCounts = {};
+    for (const [key, n] of Object.entries(rolloutOps)) childOpsBy[key] = round(n - (singlesDuring * (idleOps[key] ?? 0)) / idle.completed, 1);
+    const childOps = totalOps(childOpsBy);
+    const fleetOnly = Object.entries(childOpsBy).filter(([key]) => key.startsWith("fleet_")).reduce((sum, [, n]) => sum + n, 0);
     const startedAt = new Date(finished.startedAt!).getTime();
     const createdTimes = rolloutChildren.map((c) => c.createdAt.getTime()).sort((a, b) => a - b);
     const completedTimes = rolloutChildren.filter((c) => c.status === "SUCCEEDED" && c.completedAt).map((c) => c.completedAt!.getTime());
@@ -196,7 +204,12 @@ async function main(): Promise<void> {
       completionsPerSec: round(succeeded / ((lastCompleted - startedAt) / 1000), 1),
       storeOps: rolloutOps,
       storeOpsPerChild: round(childOps / rolloutChildren.length),
-      storeOpsPerChildMeasuredAs: `(store commands during the stage − ${singlesDuring} single commands × ${opsPerSingle} per single command) / children`,
+      storeOpsPerChildMeasuredAs: `(store commands during the stage − ${singlesDuring} single commands × their idle cost, by collection and command) / children`,
+      storeOpsPerChildByCollection: Object.fromEntries(Object.entries(childOpsBy).map(([key, n]) => [key, round(n / rolloutChildren.length, 3)])),
+      /** The fleet command's own documents (fleet_commands, fleet_targets, fleet_leases), per child. */
+      fleetDocumentOpsPerChild: round(fleetOnly / rolloutChildren.length, 3),
+      /** Store commands on the `commands` collection by command id, in this stage: a child's against a single command's sent meanwhile. */
+      commandsCollectionOpsById: { perChild: childCommandsOps, perSingleDuringRollout: duringCommandsOps, perSingleIdle: idleCommandsOps },
       gatewayRssMb: { beforeAfterGc: round(memoryBefore.rss / MB), peak: rssPeakMb, afterAfterGc: round(memoryAfter.rss / MB) },
       gatewayHeapUsedMb: { before: round(memoryBefore.heapUsed / MB), after: round(memoryAfter.heapUsed / MB) },
       singleDuringRollout: duringSingle,
@@ -219,9 +232,14 @@ async function main(): Promise<void> {
         connectSeconds,
         deviceHosts: hosts,
         gateway: "child process (node --expose-gc dist/bench/gateway-process.js) on the embedded default: FerretDB v1.24 (SQLite) and aedes started by the gateway",
-        devices: `simulated thermostats (src/device-sdk, 0 ms handler latency) in ${hosts} device-host processes; ${SINGLE_DEVICES} single-command devices in the bench process`,
+        devices: `simulated thermostats (src/device-sdk, 0 ms handler latency) in ${hosts} device-host processes; ${SINGLE_DEVICES} single-command devices (site "single") with the last host's`,
       },
-      idleSingle: { ...idleResult, storeOpsPerCommand: opsPerSingle, storeOps: idleOps },
+      idleSingle: {
+        ...idleResult,
+        storeOpsPerCommand: opsPerSingle,
+        storeOpsPerCommandByCollection: Object.fromEntries(Object.entries(idleOps).map(([key, n]) => [key, round(n / idle.completed, 3)])),
+        storeOps: idleOps,
+      },
       fleet: fleetStage,
       pacing: { ...pacing, status: pacedFinished.status },
       targets: {
@@ -259,18 +277,24 @@ async function main(): Promise<void> {
  * single device (not the tenant's, which would carry every child's transitions too). Also records how
  * long each mutation took to answer.
  */
-async function singleSide(api: GatewayApi, deviceIds: string[]): Promise<{ side: Side; mutationMs: number[]; close(): Promise<void> }> {
+async function singleSide(api: GatewayApi, deviceIds: string[]): Promise<{ side: Side; mutationMs: number[]; ids: string[]; close(): Promise<void> }> {
   const client = await api.connect();
   const completions = new Completions();
   for (const deviceId of deviceIds) api.subscribe(client, deviceId, (event) => completions.transition(event.id, event.status));
   const mutationMs: number[] = [];
+  const ids: string[] = [];
+  const sent = new Map<string, number>();
   const side: Side = {
     name: "single",
     completions,
     send: async (deviceId) => {
+      // Another setpoint each time, so every single command changes the device's reported state (a write), as a child's does.
+      const n = (sent.get(deviceId) ?? 0) + 1;
+      sent.set(deviceId, n);
       const started = performance.now();
-      const id = await api.sendCommand(deviceId);
+      const id = await api.sendCommand(deviceId, 21 + (n % 2));
       mutationMs.push(performance.now() - started);
+      ids.push(id);
       return id;
     },
   };
@@ -279,7 +303,7 @@ async function singleSide(api: GatewayApi, deviceIds: string[]): Promise<{ side:
     if (i === 10) throw new Error("the single devices' subscriptions received nothing");
     if ((await completions.wait(await side.send(deviceIds[0]!), 3_000)).status === "SUCCEEDED") break;
   }
-  return { side, mutationMs, close: async () => void (await client.dispose()) };
+  return { side, mutationMs, ids, close: async () => void (await client.dispose()) };
 }
 
 function singleResult(run: RunResult, mutationMs: number[]) {

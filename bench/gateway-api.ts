@@ -48,9 +48,9 @@ export class GatewayApi {
     return this.request(REGISTER, { input: { id, site: "site-a", model: "thermostat" } }, "admin");
   }
 
-  async sendCommand(deviceId: string): Promise<string> {
+  async sendCommand(deviceId: string, celsius = 21): Promise<string> {
     const data = await this.request<{ sendCommand: { id: string } }>(SEND, {
-      input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: 21 } },
+      input: { deviceId, type: "thermostat.setTemperature", payload: { celsius } },
     });
     return data.sendCommand.id;
   }

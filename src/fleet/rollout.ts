@@ -19,9 +19,11 @@ import {
   type SkippedDevice,
 } from "./fleet-command";
 import type { FleetTargets } from "./fleet-targets";
+import { SendWindow } from "./send-window";
 
-/** Children being sent at once: enough for 100,000 per minute over a store round trip of a few ms. */
+/** Children being sent at once, at most (enough for 100,000 per minute over a store round trip of a few ms) and at least. */
 const MAX_IN_FLIGHT = 32;
+const MIN_IN_FLIGHT = 2;
 /** Below this interval timers are too coarse to start one child at a time: a start may be this late and catch up. */
 const MIN_TIMER_MS = 20;
 const TICK_MS = 250;
@@ -76,6 +78,7 @@ export class Rollout {
   private readonly ticker: NodeJS.Timeout;
   private readonly intervalMs: number;
   private readonly principal: Principal;
+  private readonly window = new SendWindow(MIN_IN_FLIGHT, MAX_IN_FLIGHT);
 
   constructor(
     private fleet: FleetCommand,
@@ -199,10 +202,10 @@ export class Rollout {
     this.pump();
   }
 
-  /** Starts every child that is due, keeping at most MAX_IN_FLIGHT sends under way; re-arms itself for the next. */
+  /** Starts every child that is due, keeping at most the send window's sends under way; re-arms itself for the next. */
   private pump(): void {
     clearTimeout(this.pumpTimer);
-    while (!this.stopped && this.fleet.status === "RUNNING" && this.inFlight < MAX_IN_FLIGHT) {
+    while (!this.stopped && this.fleet.status === "RUNNING" && this.inFlight < this.window.size) {
       while (this.next < this.childIds.length && this.children.has(this.childIds[this.next]!)) this.next++;
       if (this.next >= this.childIds.length) break;
       const now = this.ports.clock.now().getTime();
@@ -216,7 +219,9 @@ export class Rollout {
       const index = this.next++;
       this.inFlight++;
       this.markChanged();
+      const sendStarted = performance.now();
       void this.startChild(index).finally(() => {
+        this.window.record(performance.now() - sendStarted);
         this.inFlight--;
         this.pump();
         this.checkCompleted();
