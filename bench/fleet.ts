@@ -26,6 +26,7 @@ const FLEET_TIMEOUT_MS = 15 * 60_000;
 
 const REGISTER = `mutation Register($input: RegisterDeviceInput!) { registerDevice(input: $input) { id } }`;
 const CREATE = `mutation Create($input: FleetCommandInput!) { createFleetCommand(input: $input) { id status targeted skipped } }`;
+const CANCEL = `mutation Cancel($id: ID!) { cancelFleetCommand(id: $id) { id } }`;
 const FLEET = `query Fleet($id: ID!) { fleetCommand(id: $id) { id status targeted skipped startedAt finishedAt counts { status count } } }`;
 
 interface FleetView {
@@ -168,7 +169,7 @@ async function main(): Promise<void> {
     const memoryBefore = await gateway.request<MemorySample>({ kind: "memory" });
     const rss = new RssSampler(gatewayChild.pid!);
     const rolloutOpsBefore = await ops();
-    const rollout = await createFleet(api, { name: `bench ${runId} 10k`, target: { site: "fleet" }, rate: FLEET_RATE });
+    const rollout = await createFleet(api, { name: `bench ${runId} 10k`, target: { site: "fleet" }, rate: FLEET_RATE, offline: fleetDevices - online });
     const during = loopUntil(single.side, singleIds, rollout.finished);
     const finished = await rollout.finished;
     const duringRuns = await during;
@@ -216,7 +217,7 @@ async function main(): Promise<void> {
     };
 
     phase(`(c) pacing: ${pacingDevices} devices at ${PACING_RATE} a minute (${pacingSeconds} s)`);
-    const paced = await createFleet(api, { name: `bench ${runId} pacing`, target: { deviceIds: fleetIds.slice(0, pacingDevices) }, rate: PACING_RATE });
+    const paced = await createFleet(api, { name: `bench ${runId} pacing`, target: { deviceIds: fleetIds.slice(0, pacingDevices) }, rate: PACING_RATE, offline: fleetDevices - online });
     const pacedFinished = await paced.finished;
     const pacedChildren = await commands.find({ fleetCommandId: paced.id }, { projection: { createdAt: 1 } }).toArray();
     const pacing = pacingResult(
@@ -340,8 +341,15 @@ function mergeRuns(runs: RunResult[]): RunResult {
   };
 }
 
-/** Creates a fleet command; `finished` resolves with it once it is COMPLETED, ABORTED or CANCELED (polled once a second). */
-async function createFleet(api: GatewayApi, { name, target, rate }: { name: string; target: Record<string, unknown>; rate: number }): Promise<{ id: string; finished: Promise<FleetView> }> {
+/**
+ * Creates a fleet command; `finished` resolves with it once it is COMPLETED, ABORTED or CANCELED (polled
+ * once a second). `offline` targeted devices never came online: their children stay QUEUED, so once
+ * every child is started and nothing but those is left, the fleet command is canceled to end the stage.
+ */
+async function createFleet(
+  api: GatewayApi,
+  { name, target, rate, offline }: { name: string; target: Record<string, unknown>; rate: number; offline: number },
+): Promise<{ id: string; finished: Promise<FleetView> }> {
   const { createFleetCommand } = await api.request<{ createFleetCommand: { id: string } }>(CREATE, {
     input: { name, target, type: "thermostat.setTemperature", payload: { celsius: 20 }, rollout: { maxPerMinute: rate } },
   });
@@ -352,6 +360,13 @@ async function createFleet(api: GatewayApi, { name, target, rate }: { name: stri
       await sleep(1_000);
       const { fleetCommand } = await api.request<{ fleetCommand: FleetView }>(FLEET, { id });
       if (["COMPLETED", "ABORTED", "CANCELED"].includes(fleetCommand.status)) return fleetCommand;
+      const count = (status: string) => fleetCommand.counts.find((c) => c.status === status)?.count ?? 0;
+      const children = fleetCommand.counts.reduce((sum, c) => sum + c.count, 0);
+      const onlyOfflineLeft = count("SENT") + count("DELIVERED") === 0 && count("QUEUED") <= offline;
+      if (offline > 0 && fleetCommand.status === "RUNNING" && children + fleetCommand.skipped >= fleetCommand.targeted && onlyOfflineLeft) {
+        // It may have completed meanwhile (the next poll sees that).
+        await api.request(CANCEL, { id }).catch(() => undefined);
+      }
     }
     throw new Error(`fleet command ${id} not finished after ${FLEET_TIMEOUT_MS / 60_000} min`);
   })();
