@@ -131,7 +131,7 @@ export class Rollout {
     if (before === fresh.status) return;
     this.markChanged();
     if (fresh.status === "RUNNING" && this.loaded) this.resume();
-    else if (fresh.status === "CANCELED") void this.cancelQueued();
+    else if (fresh.status === "CANCELED") this.track(this.cancelQueued());
   }
 
   /** A child's transition, from this replica's lifecycle or another's over the bus: newer copies only. */
