@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { signToken } from "../src/auth/jwt";
 import { createSimulatedDevice, type DeviceClient } from "../src/device-sdk";
@@ -24,6 +24,15 @@ export async function stopChild(channel: ChildChannel): Promise<void> {
   await channel.request({ kind: "stop" }).catch(() => undefined);
   await exited;
   clearTimeout(kill);
+}
+
+/** The CPU model, for the result's machine description. */
+export function cpuModel(): string {
+  try {
+    return /^model name\s*:\s*(.+)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? cpus()[0]?.model ?? "unknown";
+  } catch {
+    return cpus()[0]?.model ?? "unknown";
+  }
 }
 
 /** A simulated thermostat that answers at once. */

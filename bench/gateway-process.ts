@@ -3,7 +3,7 @@ import { systemClock } from "../src/clock";
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/logger";
 import { memoryAfterGc, serveParent, type ReadyMessage } from "./ipc";
-import { countStoreOps } from "./store-ops";
+import { countCommandStoreOpsById, countStoreOps, countStoreOpsByCollection } from "./store-ops";
 
 /**
  * The gateway under test, in its own process as `npm start` runs it (forked by bench/run.ts with
@@ -14,10 +14,14 @@ import { countStoreOps } from "./store-ops";
 async function main(): Promise<void> {
   const gateway = await startGateway(loadConfig(process.env), createLogger(process.env.LOG_LEVEL ?? "warn"), systemClock, { monitorStoreCommands: true });
   const storeOps = countStoreOps(gateway.storeClient);
+  const storeOpsByCollection = countStoreOpsByCollection(gateway.storeClient);
+  const commandStoreOps = countCommandStoreOpsById(gateway.storeClient);
   serveParent(
     async (request) => {
       if (request.kind === "memory") return memoryAfterGc();
       if (request.kind === "storeOps") return storeOps();
+      if (request.kind === "storeOpsByCollection") return storeOpsByCollection();
+      if (request.kind === "commandStoreOps") return commandStoreOps(request.ids);
       throw new Error(`unknown request ${request.kind}`);
     },
     () => gateway.stop(),

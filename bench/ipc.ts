@@ -6,7 +6,7 @@ export interface MemorySample {
   heapUsed: number;
 }
 
-export type ChildRequestBody = { kind: "memory" } | { kind: "storeOps" } | { kind: "stop" };
+export type ChildRequestBody = { kind: "memory" } | { kind: "storeOps" } | { kind: "storeOpsByCollection" } | { kind: "commandStoreOps"; ids: string[] } | { kind: "stop" };
 export type ChildRequest = ChildRequestBody & { id: number };
 
 export type ChildReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };
@@ -22,6 +22,8 @@ export interface ReadyMessage {
   mongodbUri?: string;
   /** Floor only: how the bench connects to the floor's broker to send requests and receive transitions. */
   benchCredentials?: { username?: string; password?: string };
+  /** Device host only: how many of its devices came online. */
+  devices?: number;
 }
 
 /** Request/reply over the IPC channel of a forked child. */

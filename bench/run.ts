@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -6,7 +6,7 @@ import { MongoClient } from "mongodb";
 import { signToken } from "../src/auth/jwt";
 import { createTopics } from "../src/mqtt/topics";
 import { renderLineChart } from "./chart";
-import { benchDevice, forkChild, stopChild } from "./children";
+import { benchDevice, cpuModel, forkChild, stopChild } from "./children";
 import { runClosedLoop, type RunResult, type Side } from "./closed-loop";
 import { CollectionKeeper } from "./collection-keeper";
 import { DEVICE_FANOUT_MEASURES, Fanout, FANOUT_MEASURES } from "./fanout";
@@ -409,14 +409,6 @@ function latencyChart(result: BenchResult): string {
       yLabel: "send to SUCCEEDED at a subscriber (ms)",
     },
   );
-}
-
-function cpuModel(): string {
-  try {
-    return /^model name\s*:\s*(.+)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1]?.trim() ?? cpus()[0]?.model ?? "unknown";
-  } catch {
-    return cpus()[0]?.model ?? "unknown";
-  }
 }
 
 const sleep = (ms: number) => new Promise((resolveSleep) => setTimeout(resolveSleep, ms));

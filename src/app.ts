@@ -50,7 +50,7 @@ import { DeviceRepository } from "./store/device-repository";
 import { DispatchLeaseRepository } from "./store/dispatch-lease-repository";
 import { PayloadLimitRepository } from "./store/payload-limit-repository";
 import { guardRefusalsAsMisses } from "./embedded/sqlite-store-ports";
-import { mongoCommandIdQueries, mongoVersionedWrites, withDefaultIdQueries } from "./store/store-ports";
+import { mongoCommandIdQueries, mongoFleetIdQueries, mongoVersionedWrites, withDefaultIdQueries } from "./store/store-ports";
 import { ActiveCommands } from "./commands/active-commands";
 import type { Command } from "./commands/command";
 import { DeviceDirectory } from "./devices/device-directory";
@@ -161,7 +161,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     }
     const database = await connectDatabase(mongodbUri, config.mongodbDb, log, { monitorCommands: options.monitorStoreCommands });
     stack.push(() => database.close());
-    const deviceRepository = new DeviceRepository(database.db);
+    const deviceRepository = new DeviceRepository(database.db, { soleWriter });
     const alertRepository = new AlertRepository(database.db);
     const apiKeyRepository = new ApiKeyRepository(database.db);
     const ruleRepository = new RuleRepository(database.db);
@@ -310,7 +310,6 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       perDevice,
       clock,
       log.child({ component: "device-state" }),
-      { storeHasOtherWriters: !soleWriter },
     );
     deviceState.onChange((device) => pubSub.publish(Topic.DeviceUpdated, device));
     lifecycle.onTransition(deviceState.onCommandChange);
@@ -339,7 +338,12 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     );
     await sweeper.start();
     stack.push(() => sweeper.stop());
-    const retention = new Retention(commandRepository, alertRepository, commandIds, config.retentionDays, clock, log.child({ component: "retention" }));
+    const retention = new Retention(
+      commandRepository,
+      alertRepository,
+      commandIds,
+      { repository: fleetCommandRepository, ids: storePorts?.fleetIdQueries ?? mongoFleetIdQueries(fleetCommandRepository.collection) },
+      config.retentionDays, clock, log.child({ component: "retention" }));
     retention.start();
     stack.push(() => retention.stop());
     const presence = new PresenceIngest(

@@ -7,11 +7,11 @@ import readline from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import { MongoClient, type Db } from "mongodb";
 import type { Logger } from "../logger";
-import { allIndexes, type CommandIdQueries, type CommandListIndex, type IndexFilter, type VersionedWrites } from "../store/store-ports";
+import { allIndexes, type CommandIdQueries, type CommandListIndex, type FleetIdQueries, type IndexFilter, type VersionedWrites } from "../store/store-ports";
 import { ensureStoreBinaries } from "./ferretdb-binary";
 import { findFreePort } from "./free-port";
 import { SqliteHelper } from "./sqlite-helper";
-import { GuardedVersionedWrites, SqliteCommandIdQueries, SqliteCommandListIndex } from "./sqlite-store-ports";
+import { GuardedVersionedWrites, SqliteCommandIdQueries, SqliteCommandListIndex, SqliteFleetIdQueries } from "./sqlite-store-ports";
 import { sqliteKeepsIndex, tuneSqliteDatabase } from "./sqlite-tuning";
 
 export type EmbeddedStoreBackend = { kind: "sqlite" } | { kind: "postgresql"; url: string };
@@ -31,6 +31,7 @@ export interface EmbeddedStorePorts {
   versionedWrites: VersionedWrites;
   commandIdQueries: CommandIdQueries;
   commandListIndex: CommandListIndex;
+  fleetIdQueries: FleetIdQueries;
 }
 
 /** What the supervisor did after FerretDB died: started it again, or gave up (the gateway must exit). */
@@ -114,6 +115,7 @@ export async function startEmbeddedStore(opts: EmbeddedStoreOptions): Promise<Em
           versionedWrites: new GuardedVersionedWrites(),
           commandIdQueries: new SqliteCommandIdQueries(sqlite, tuned),
           commandListIndex: new SqliteCommandListIndex(sqlite, tuned),
+          fleetIdQueries: new SqliteFleetIdQueries(sqlite, tuned),
         };
       },
       isRunning: () => supervisor.isRunning(),

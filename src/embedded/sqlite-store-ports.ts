@@ -1,8 +1,9 @@
 import type { Collection, Document, Filter, UpdateFilter } from "mongodb";
 import { FINAL_STATUSES } from "../commands/state-machine";
-import type { CommandIdQueries, CommandIndexQuery, CommandListIndex, VersionedWrites } from "../store/store-ports";
+import { FINISHED_FLEET_STATUSES } from "../fleet/fleet-command";
+import type { CommandIdQueries, CommandIndexQuery, CommandListIndex, FleetIdQueries, VersionedWrites } from "../store/store-ports";
 import type { SqliteHelper, SqlValue } from "./sqlite-helper";
-import { commandIdSql, commandListSql, VERSION_GUARD_MESSAGE, VERSIONED_COLLECTIONS, type TunedTables } from "./sqlite-tuning";
+import { commandIdSql, commandListSql, fleetIdSql, VERSION_GUARD_MESSAGE, VERSIONED_COLLECTIONS, type TunedTables } from "./sqlite-tuning";
 
 /** The version guard's refusal, as FerretDB passes SQLite's error on (a server error whose message contains it). */
 export const isVersionGuardRejection = (error: unknown): boolean => error instanceof Error && error.message.includes(VERSION_GUARD_MESSAGE);
@@ -123,5 +124,19 @@ export class SqliteCommandListIndex implements CommandListIndex {
     });
     const rows = await this.helper.query(this.tuned.file, sql, args);
     return rows.map(([id, createdAt]) => ({ id: String(id), createdAt: new Date(Number(createdAt)) }));
+  }
+}
+
+/** The fleet command id lookup as SQL over the same kind of index (`status`, `updatedAt`) on the fleet commands. */
+export class SqliteFleetIdQueries implements FleetIdQueries {
+  constructor(
+    private readonly helper: SqliteHelper,
+    private readonly tuned: TunedTables,
+  ) {}
+
+  async finishedIdsUpdatedBefore(before: Date, limit: number): Promise<string[]> {
+    if (limit <= 0) return [];
+    const sql = fleetIdSql.finishedIdsUpdatedBefore(this.tuned.tables.get("fleet_commands")!);
+    return (await this.helper.query(this.tuned.file, sql, [...FINISHED_FLEET_STATUSES, before.getTime(), limit])).map(([id]) => String(id));
   }
 }

@@ -1,5 +1,6 @@
 import type { Db, IndexDescription } from "mongodb";
 import { FINAL_STATUSES } from "../commands/state-machine";
+import { FINISHED_FLEET_STATUSES } from "../fleet/fleet-command";
 import type { Logger } from "../logger";
 import type { SqliteHelper, SqlStatement, SqlValue } from "./sqlite-helper";
 
@@ -22,7 +23,7 @@ const DEVICE_ID = field("deviceId");
 export const VERSION_GUARD_MESSAGE = "stale write rejected by version guard";
 
 /** Collections written per command or per event: each gets the `_id` index FerretDB's SQL can use. */
-export const HOT_COLLECTIONS = ["commands", "devices", "alerts", "dispatch_leases", "rules", "rule_stats", "rule_firings"] as const;
+export const HOT_COLLECTIONS = ["commands", "devices", "alerts", "dispatch_leases", "rules", "rule_stats", "rule_firings", "fleet_commands", "fleet_targets"] as const;
 /** Collections whose updates must each set `v` to the stored value + 1 (compare-and-set by `_id`). */
 export const VERSIONED_COLLECTIONS = ["commands"] as const;
 
@@ -67,7 +68,7 @@ function idIndex(table: string): SchemaObject {
   return { type: "index", name: idIndexName(table), sql: `CREATE UNIQUE INDEX ${quote(idIndexName(table))} ON ${quote(table)} (${ID})` };
 }
 
-/** One index serves both id queries: status alone (a prefix), and final statuses by `updatedAt`. */
+/** One index serves both id queries: status alone (a prefix), and final statuses by `updatedAt` (commands; fleet commands for retention). */
 function statusIndex(table: string): SchemaObject {
   return { type: "index", name: statusIndexName(table), sql: `CREATE INDEX ${quote(statusIndexName(table))} ON ${quote(table)} (${STATUS}, ${UPDATED_AT})` };
 }
@@ -140,6 +141,11 @@ export function commandListSql(table: string, shape: CommandListShape): string {
   return `SELECT ${ID_TEXT}, ${CREATED_AT} FROM ${quote(table)} WHERE ${where.join(" AND ")} ORDER BY ${CREATED_AT} DESC, ${ID_TEXT} DESC LIMIT ?`;
 }
 
+export const fleetIdSql = {
+  finishedIdsUpdatedBefore: (table: string) =>
+    `SELECT ${DOC}->>'$._id' FROM ${quote(table)} WHERE ${STATUS} IN (${placeholders(FINISHED_FLEET_STATUSES.length)}) AND ${UPDATED_AT} < ? LIMIT ?`,
+};
+
 const placeholders = (n: number) => Array.from({ length: n }, () => "?").join(", ");
 
 export interface TunedTables {
@@ -151,8 +157,9 @@ export interface TunedTables {
 
 /**
  * Sets up one database of the embedded store for speed and for compare-and-set: creates the hot collections,
- * gives each the `_id` index FerretDB's SQL can use, the commands the status index of CommandIdQueries, the
- * tenant indexes of the commands list (CommandListIndex) and the version guard (after giving every command without `v` the version 0), then checks with EXPLAIN QUERY PLAN that
+ * gives each the `_id` index FerretDB's SQL can use, the commands (and fleet commands) the status index of their id
+ * queries, the commands the tenant indexes of the commands list (CommandListIndex) and the version guard (after
+ * giving every command without `v` the version 0), then checks with EXPLAIN QUERY PLAN that
  * SQLite uses the indexes for FerretDB's exact statements. Throws when it does not: every write would scan.
  */
 export async function tuneSqliteDatabase(db: Db, file: string, helper: SqliteHelper, log: Logger): Promise<TunedTables> {
@@ -171,7 +178,7 @@ export async function tuneSqliteDatabase(db: Db, file: string, helper: SqliteHel
   }
 
   const wanted: SchemaObject[] = [...tables.values()].map(idIndex);
-  wanted.push(statusIndex(commands), ...listIndexes(commands));
+  wanted.push(statusIndex(commands), ...listIndexes(commands), statusIndex(tables.get("fleet_commands")!));
   for (const name of VERSIONED_COLLECTIONS) wanted.push(versionGuard(tables.get(name)!));
   const created = await ensureSchemaObjects(helper, file, wanted);
   if (created.length) log.info({ created }, "embedded store: indexes and triggers created");
@@ -260,6 +267,13 @@ export async function verifyQueryPlans(helper: SqliteHelper, file: string, table
     const args = Array.from({ length: (commandListSql(commands, shape).match(/\?/g) ?? []).length }, (_, i) => (i === 0 ? "t" : 1));
     checks.push({ table: commands, what, index, statement: { sql: commandListSql(commands, shape), args }, ordered: true });
   }
+  const fleets = tables.get("fleet_commands")!;
+  checks.push({
+    table: fleets,
+    what: "finished fleet ids updated before",
+    index: statusIndexName(fleets),
+    statement: { sql: fleetIdSql.finishedIdsUpdatedBefore(fleets), args: [...FINISHED_FLEET_STATUSES, 0, 10] },
+  });
   const results = await helper.run(
     file,
     checks.map(({ statement }) => ({ sql: `EXPLAIN QUERY PLAN ${statement.sql}`, args: statement.args })),

@@ -81,3 +81,6 @@ export const TARGET_CHUNK_SIZE = 1000;
 
 /** The child's idempotency key: a second start of the same child (after a takeover) finds the first. */
 export const childKey = (fleetCommandId: string, deviceId: string) => `fleet:${fleetCommandId}:${deviceId}`;
+
+/** The one alert an ABORTED fleet command raises (on its first failing child). */
+export const fleetAbortAlertId = (fleetCommandId: string) => `fleet:${fleetCommandId}:ABORTED`;

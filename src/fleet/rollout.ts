@@ -11,6 +11,7 @@ import { cancelQueuedChildren } from "./fleet-children";
 import {
   childKey,
   FAILING_CHILD_STATUSES,
+  fleetAbortAlertId,
   isFinished,
   SETTLED_CHILD_STATUSES,
   type FleetCommand,
@@ -18,9 +19,11 @@ import {
   type SkippedDevice,
 } from "./fleet-command";
 import type { FleetTargets } from "./fleet-targets";
+import { SendWindow } from "./send-window";
 
-/** Children being sent at once: enough for 100,000 per minute over a store round trip of a few ms. */
+/** Children being sent at once, at most (enough for 100,000 per minute over a store round trip of a few ms) and at least. */
 const MAX_IN_FLIGHT = 32;
+const MIN_IN_FLIGHT = 2;
 /** Below this interval timers are too coarse to start one child at a time: a start may be this late and catch up. */
 const MIN_TIMER_MS = 20;
 const TICK_MS = 250;
@@ -75,6 +78,7 @@ export class Rollout {
   private readonly ticker: NodeJS.Timeout;
   private readonly intervalMs: number;
   private readonly principal: Principal;
+  private readonly window = new SendWindow(MIN_IN_FLIGHT, MAX_IN_FLIGHT);
 
   constructor(
     private fleet: FleetCommand,
@@ -127,7 +131,7 @@ export class Rollout {
     if (before === fresh.status) return;
     this.markChanged();
     if (fresh.status === "RUNNING" && this.loaded) this.resume();
-    else if (fresh.status === "CANCELED") void this.cancelQueued();
+    else if (fresh.status === "CANCELED") this.track(this.cancelQueued());
   }
 
   /** A child's transition, from this replica's lifecycle or another's over the bus: newer copies only. */
@@ -173,15 +177,15 @@ export class Rollout {
     this.resume();
   }
 
-  /** The target and what became of each child so far (memory first, the store by id for the rest). */
+  /** The target and what became of each child up to the stored position (read by id). */
   private async load(): Promise<void> {
     const chunks = await this.ports.fleets.targets(this.fleet.id, this.fleet.targetChunks);
     this.deviceIds = chunks.flatMap((c) => c.deviceIds);
     this.childIds = this.deviceIds.map((deviceId) => idForKey(this.principal, childKey(this.fleet.id, deviceId)));
-    // Children may exist a little beyond the stored position (started after the last save).
-    const lookahead = MAX_IN_FLIGHT + Math.ceil((this.fleet.maxPerMinute * 3) / 60);
-    const upTo = Math.min(this.childIds.length, this.next + lookahead);
-    const ids = this.childIds.slice(0, upTo);
+    // Children started after the last save (up to a second of them) are found by their send again: the
+    // id is derived from the key, so the insert fails and the stored child is returned. Reading ahead
+    // instead would cost a read for every id in the window, and a fresh fleet command has none.
+    const ids = this.childIds.slice(0, Math.min(this.childIds.length, this.next));
     const reader = async () => {
       for (let id = ids.pop(); id !== undefined; id = ids.pop()) {
         const child = await this.ports.commands.findById(id);
@@ -198,11 +202,11 @@ export class Rollout {
     this.pump();
   }
 
-  /** Starts every child that is due, keeping at most MAX_IN_FLIGHT sends under way; re-arms itself for the next. */
+  /** Starts every child that is due, keeping at most the send window's sends under way; re-arms itself for the next. */
   private pump(): void {
     clearTimeout(this.pumpTimer);
     // Not while finishing: an abort decided starts nothing more, even before it is stored.
-    while (!this.stopped && !this.finishing && this.fleet.status === "RUNNING" && this.inFlight < MAX_IN_FLIGHT) {
+    while (!this.stopped && !this.finishing && this.fleet.status === "RUNNING" && this.inFlight < this.window.size) {
       while (this.next < this.childIds.length && this.children.has(this.childIds[this.next]!)) this.next++;
       if (this.next >= this.childIds.length) break;
       const now = this.ports.clock.now().getTime();
@@ -216,7 +220,9 @@ export class Rollout {
       const index = this.next++;
       this.inFlight++;
       this.markChanged();
+      const sendStarted = performance.now();
       void this.startChild(index).finally(() => {
+        this.window.record(performance.now() - sendStarted);
         this.inFlight--;
         this.pump();
         this.checkCompleted();
@@ -288,7 +294,7 @@ export class Rollout {
     await this.cancelQueued();
     const failing = this.firstFailing!;
     await this.ports.raiseAlert({
-      id: `fleet:${this.fleet.id}:ABORTED`,
+      id: fleetAbortAlertId(this.fleet.id),
       tenant: this.fleet.tenant,
       site: failing.site,
       kind: "FAILED",

@@ -3,17 +3,27 @@ import type { Clock } from "../clock";
 import type { Logger } from "../logger";
 import type { AlertRepository } from "../store/alert-repository";
 import type { CommandRepository } from "../store/command-repository";
-import type { CommandIdQueries } from "../store/store-ports";
+import { fleetAbortAlertId } from "../fleet/fleet-command";
+import type { FleetCommandRepository } from "../store/fleet-command-repository";
+import type { CommandIdQueries, FleetIdQueries } from "../store/store-ports";
 
 /** Commands deleted per batch; a round goes on batch after batch until nothing old is left. */
 const BATCH = 200;
 const DAY_MS = 86_400_000;
 const INTERVAL_MS = 3_600_000;
 
+/** The fleet commands' side of a round: their repository and the indexed lookup of the old finished ones. */
+export interface FleetRetention {
+  repository: FleetCommandRepository;
+  ids: FleetIdQueries;
+}
+
 /**
  * Deletes commands that have been final for longer than the retention period, and their resolved
- * alerts (RETENTION_DAYS, CONTRACT §6.5): at start, then hourly. Ids come from an indexed lookup and
- * every delete is a point operation by `_id`, so the cost follows what is deleted, not what is kept.
+ * alerts (RETENTION_DAYS, CONTRACT §6.5), then fleet commands finished (COMPLETED, ABORTED, CANCELED)
+ * for as long, with their target chunks and resolved abort alert: at start, then hourly. Ids come from
+ * an indexed lookup and every delete is a point operation by `_id`, so the cost follows what is
+ * deleted, not what is kept. A fleet command's children are commands: they go by the commands' rule.
  */
 export class Retention {
   private timer?: NodeJS.Timeout;
@@ -24,6 +34,7 @@ export class Retention {
     private readonly commands: CommandRepository,
     private readonly alerts: AlertRepository,
     private readonly ids: Pick<CommandIdQueries, "finalIdsUpdatedBefore">,
+    private readonly fleets: FleetRetention,
     private readonly days: number,
     private readonly clock: Clock,
     private readonly log: Logger,
@@ -33,7 +44,7 @@ export class Retention {
     if (this.days === 0) return;
     const round = () => {
       this.running ??= this.purge()
-        .then((deleted) => deleted > 0 && this.log.info({ deleted, days: this.days }, "old commands deleted"))
+        .then(({ commands, fleetCommands }) => commands + fleetCommands > 0 && this.log.info({ deleted: commands, fleetCommands, days: this.days }, "old commands deleted"))
         .catch((error) => this.log.warn({ err: (error as Error).message }, "retention round failed; the next one retries"))
         .then(() => (this.running = undefined));
     };
@@ -48,9 +59,13 @@ export class Retention {
     await this.running;
   }
 
-  /** One round: how many commands it deleted. */
-  async purge(): Promise<number> {
+  /** One round: how many commands and fleet commands it deleted. */
+  async purge(): Promise<{ commands: number; fleetCommands: number }> {
     const before = new Date(this.clock.now().getTime() - this.days * DAY_MS);
+    return { commands: await this.purgeCommands(before), fleetCommands: await this.purgeFleetCommands(before) };
+  }
+
+  private async purgeCommands(before: Date): Promise<number> {
     let deleted = 0;
     while (!this.stopped) {
       const ids = await this.ids.finalIdsUpdatedBefore(before, BATCH);
@@ -60,6 +75,21 @@ export class Retention {
         // Alerts first: a crash in between leaves a command without its resolved alerts, never an alert without its command.
         for (const alertId of possibleAlertIds(command)) await this.alerts.deleteIfResolved(alertId);
         if (await this.commands.delete(id)) deleted++;
+      }
+      if (ids.length < BATCH) break;
+    }
+    return deleted;
+  }
+
+  private async purgeFleetCommands(before: Date): Promise<number> {
+    let deleted = 0;
+    while (!this.stopped) {
+      const ids = await this.fleets.ids.finishedIdsUpdatedBefore(before, BATCH);
+      for (const id of ids) {
+        const fleet = await this.fleets.repository.findById(id);
+        if (!fleet) continue;
+        await this.alerts.deleteIfResolved(fleetAbortAlertId(id));
+        if (await this.fleets.repository.delete(fleet)) deleted++;
       }
       if (ids.length < BATCH) break;
     }

@@ -10,7 +10,15 @@ type DeviceDocument = Omit<Device, "id"> & { _id: string };
 export class DeviceRepository {
   readonly collection: Collection<DeviceDocument>;
 
-  constructor(db: Db) {
+  /**
+   * `soleWriter`: this process is the store's only writer and decides a state write against its own
+   * directory under the per-device queue, so the write needs no condition on the stored state (and a
+   * bare `_id` filter is the one the embedded store answers from an index instead of a scan).
+   */
+  constructor(
+    db: Db,
+    private readonly options: { soleWriter?: boolean } = {},
+  ) {
     this.collection = db.collection<DeviceDocument>("devices");
   }
 
@@ -55,15 +63,14 @@ export class DeviceRepository {
    * Sets and removes keys of `reported`, key by key (so on MongoDB a concurrent change of another key
    * is kept). Keys and values are device JSON, escaped like payloads.
    */
-  async updateReported(id: string, set: Record<string, unknown>, unset: string[], at: Date, { overOlderOnly }: { overOlderOnly: boolean }): Promise<boolean> {
+  async updateReported(id: string, set: Record<string, unknown>, unset: string[], at: Date): Promise<boolean> {
     const path = (key: string) => `reported.${escapeJsonKey(key)}`;
     const update: UpdateFilter<DeviceDocument> = {
       $set: { stateUpdatedAt: at, ...Object.fromEntries(Object.entries(set).map(([key, value]) => [path(key), escapeJsonKeys(value)])) },
     };
     if (unset.length) update.$unset = Object.fromEntries(unset.map((key) => [path(key), ""]));
-    // Only over an older state: of two replicas applying results, the later completion stands. A sole writer
-    // has compared with the state it holds, so it writes by `_id` alone: a point write on any store.
-    const filter: Filter<DeviceDocument> = overOlderOnly ? { _id: id, $or: [{ stateUpdatedAt: { $exists: false } }, { stateUpdatedAt: { $lte: at } }] } : { _id: id };
+    // Only over an older state: of two replicas applying results, the later completion stands (a sole writer compared already).
+    const filter: Filter<DeviceDocument> = this.options.soleWriter ? { _id: id } : { _id: id, $or: [{ stateUpdatedAt: { $exists: false } }, { stateUpdatedAt: { $lte: at } }] };
     const result = await this.collection.updateOne(filter, update);
     return result.matchedCount === 1;
   }

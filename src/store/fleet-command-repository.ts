@@ -35,6 +35,7 @@ export class FleetCommandRepository {
     await ensureIndexes(this.collection, [
       { key: { tenant: 1, createdAt: -1, _id: -1 }, name: "tenant_newest" },
       { key: { status: 1 }, name: "status" },
+      { key: { status: 1, updatedAt: 1 }, name: "finished_updated" },
     ]);
   }
 
@@ -79,6 +80,12 @@ export class FleetCommandRepository {
         if (!(await insertUnique(this.chunks, doc))) await this.chunks.replaceOne({ _id: doc._id }, doc);
       }),
     );
+  }
+
+  /** Deletes the target chunks, then the fleet command (retention): point deletes by `_id`. */
+  async delete(fleet: Pick<FleetCommand, "id" | "targetChunks">): Promise<boolean> {
+    for (let n = 0; n < fleet.targetChunks; n++) await this.chunks.deleteOne({ _id: chunkId(fleet.id, n) });
+    return (await this.collection.deleteOne({ _id: fleet.id })).deletedCount === 1;
   }
 
   /** The resolved target, chunk by chunk, by `_id`. */

@@ -1,6 +1,7 @@
 import type { Collection, Document, Filter, IndexDescription, UpdateFilter } from "mongodb";
 import type { CommandStatus } from "../commands/command";
 import { FINAL_STATUSES } from "../commands/state-machine";
+import { FINISHED_FLEET_STATUSES } from "../fleet/fleet-command";
 
 /** Compare-and-set of one document by `_id` and version `v`; returns the document after the update, or null on a miss. */
 export interface VersionedWrites {
@@ -57,6 +58,12 @@ export interface CommandListIndex {
   newest(query: CommandIndexQuery): Promise<Array<{ id: string; createdAt: Date }>>;
 }
 
+/** Id-only lookups of fleet commands, indexed like the commands' (retention). */
+export interface FleetIdQueries {
+  /** Ids of finished fleet commands (COMPLETED, ABORTED, CANCELED) whose `updatedAt` is before `before`. */
+  finishedIdsUpdatedBefore(before: Date, limit: number): Promise<string[]>;
+}
+
 /** MongoDB: `{ _id, v }` is a point filter, and findOneAndUpdate is atomic. */
 export const mongoVersionedWrites: VersionedWrites = {
   async update(collection, id, expectedVersion, update) {
@@ -74,6 +81,16 @@ export function mongoCommandIdQueries<T extends Document & { _id: string; status
     idsWithStatus: (statuses, limit) => ids({ status: { $in: [...statuses] } }, limit),
     finalIdsUpdatedBefore: (before, limit) => ids({ status: { $in: [...FINAL_STATUSES] }, updatedAt: { $lt: before } }, limit),
     idsWithPendingAlert: (limit) => ids({ pendingAlert: { $exists: true } }, limit),
+  };
+}
+
+/** MongoDB: served by the `finished_updated` index of the fleet commands collection. */
+export function mongoFleetIdQueries<T extends Document & { _id: string }>(fleets: Collection<T>): FleetIdQueries {
+  return {
+    finishedIdsUpdatedBefore: async (before, limit) =>
+      (await (fleets as unknown as Collection<Document>).find({ status: { $in: [...FINISHED_FLEET_STATUSES] }, updatedAt: { $lt: before } }, { projection: { _id: 1 } }).limit(limit).toArray()).map((doc) =>
+        String(doc._id),
+      ),
   };
 }
 

@@ -8,7 +8,11 @@ import { Retention } from "../../src/retention/retention";
 import { AlertRepository } from "../../src/store/alert-repository";
 import { CommandRepository } from "../../src/store/command-repository";
 import { mongoCommandIdQueries } from "../../src/store/store-ports";
-import { testStoreUri, uniqueName } from "../kit/store";
+import type { FleetCommand, FleetCommandStatus } from "../../src/fleet/fleet-command";
+import { fleetAbortAlertId } from "../../src/fleet/fleet-command";
+import { FleetCommandRepository } from "../../src/store/fleet-command-repository";
+import { mongoFleetIdQueries, type CommandIdQueries, type FleetIdQueries } from "../../src/store/store-ports";
+import { startGuardedTestStore, testStoreUri, uniqueName, type GuardedTestStore } from "../kit/store";
 
 const DAY = 86_400_000;
 const NOW = new Date();
@@ -38,17 +42,45 @@ function alert(id: string, commandId: string, resolved: boolean): Alert {
   return { id, tenant: "t", site: "s", kind: "TIMED_OUT", commandId, deviceId: "d", level: 0, raisedAt: daysAgo(40), message: "m", ...(resolved ? { resolvedAt: daysAgo(39) } : {}) };
 }
 
+function fleet(id: string, status: FleetCommandStatus, updatedAt: Date, targetChunks = 0): FleetCommand {
+  const creator = { id: "u", tenant: "t", roles: ["operator"] } as unknown as FleetCommand["creator"];
+  return {
+    id,
+    v: 0,
+    tenant: "t",
+    name: id,
+    type: "x",
+    payload: {},
+    target: { site: "s" },
+    status,
+    createdBy: "u",
+    creator,
+    createdAt: updatedAt,
+    updatedAt,
+    maxPerMinute: 600,
+    targeted: 0,
+    skipped: 0,
+    sendable: 0,
+    targetChunks,
+    counts: {},
+    next: 0,
+    refused: [],
+  };
+}
+
 /** RETENTION_DAYS (CONTRACT §6.5): final commands older than the period go, with their resolved alerts; nothing else does. */
 describe("retention", () => {
   let client: MongoClient;
   let commands: CommandRepository;
   let alerts: AlertRepository;
+  let noFleets: { repository: FleetCommandRepository; ids: FleetIdQueries };
 
   before(async () => {
     client = await MongoClient.connect(await testStoreUri());
     const db = client.db(uniqueName("ret_"));
     commands = new CommandRepository(db);
     alerts = new AlertRepository(db);
+    noFleets = { repository: new FleetCommandRepository(db), ids: { finishedIdsUpdatedBefore: async () => [] } };
   });
   after(async () => client.close());
 
@@ -60,21 +92,78 @@ describe("retention", () => {
     await alerts.insert(alert("old-alerted:1:TIMED_OUT", "old-alerted", true));
     await alerts.insert(alert("old-alerted:1:FAILED", "old-alerted", false));
 
-    const retention = new Retention(commands, alerts, mongoCommandIdQueries(commands.collection), 30, { now: () => NOW }, createLogger("warn"));
-    assert.equal(await retention.purge(), 231, "every old final command, over more than one batch");
+    const retention = new Retention(commands, alerts, mongoCommandIdQueries(commands.collection), noFleets, 30, { now: () => NOW }, createLogger("warn"));
+    assert.equal((await retention.purge()).commands, 231, "every old final command, over more than one batch");
 
     const left = (await commands.collection.find({}, { projection: { _id: 1 } }).toArray()).map((d) => d._id).sort();
     assert.deepEqual(left, ["old-active", "old-timed-out", "recent"]);
     const alertsLeft = (await alerts.collection.find({}, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
     assert.deepEqual(alertsLeft, ["old-alerted:1:FAILED"], "an open alert stays");
-    assert.equal(await retention.purge(), 0, "a second round finds nothing");
+    assert.equal((await retention.purge()).commands, 0, "a second round finds nothing");
   });
 
   it("RETENTION_DAYS=0 keeps everything", async () => {
     await commands.insert(command("ancient", "SUCCEEDED", daysAgo(3650)));
-    const retention = new Retention(commands, alerts, mongoCommandIdQueries(commands.collection), 0, { now: () => NOW }, createLogger("warn"));
+    const retention = new Retention(commands, alerts, mongoCommandIdQueries(commands.collection), noFleets, 0, { now: () => NOW }, createLogger("warn"));
     retention.start();
     await retention.stop();
     assert.ok(await commands.findById("ancient"));
+  });
+
+  /** The same round on the lookups the gateway uses: MongoDB queries, or SQL over the embedded store's indexes. */
+  async function fleetRound(db: ReturnType<MongoClient["db"]>, commandIds: CommandIdQueries, fleetIds: FleetIdQueries) {
+    const fleets = new FleetCommandRepository(db);
+    const fleetAlerts = new AlertRepository(db);
+    const old = Array.from({ length: 205 }, (_, i) => fleet(`old-${i}`, (["COMPLETED", "ABORTED", "CANCELED"] as const)[i % 3], daysAgo(31)));
+    const withTargets = fleet("old-targets", "ABORTED", daysAgo(31), 2);
+    const openAlert = fleet("old-open-alert", "ABORTED", daysAgo(31));
+    const keep = [fleet("recent", "COMPLETED", daysAgo(29)), fleet("old-running", "RUNNING", daysAgo(31)), fleet("old-paused", "PAUSED", daysAgo(31)), fleet("old-scheduled", "SCHEDULED", daysAgo(31))];
+    for (const f of [...old, withTargets, openAlert, ...keep]) assert.ok(await fleets.insert(f));
+    await fleets.saveTargets(withTargets.id, [
+      { deviceIds: ["d1"], skipped: [] },
+      { deviceIds: ["d2"], skipped: [] },
+    ]);
+    await fleets.saveTargets("recent", [{ deviceIds: ["d3"], skipped: [] }]);
+    const abortAlert = (id: string, resolved: boolean): Alert => ({ ...alert(fleetAbortAlertId(id), "c", resolved) });
+    await fleetAlerts.insert(abortAlert(withTargets.id, true));
+    await fleetAlerts.insert(abortAlert(openAlert.id, false));
+
+    const retention = new Retention(new CommandRepository(db), fleetAlerts, commandIds, { repository: fleets, ids: fleetIds }, 30, { now: () => NOW }, createLogger("warn"));
+    assert.deepEqual(await retention.purge(), { commands: 0, fleetCommands: 207 }, "every old finished fleet command, over more than one batch");
+
+    const left = (await fleets.collection.find({}, { projection: { _id: 1 } }).toArray()).map((d) => d._id).sort();
+    assert.deepEqual(left, ["old-paused", "old-running", "old-scheduled", "recent"]);
+    const chunksLeft = (await db.collection("fleet_targets").find({}, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
+    assert.deepEqual(chunksLeft, ["recent/0"], "the deleted fleet commands' target chunks went with them");
+    const alertsLeft = (await fleetAlerts.collection.find({}, { projection: { _id: 1 } }).toArray()).map((d) => d._id);
+    assert.deepEqual(alertsLeft, [fleetAbortAlertId(openAlert.id)], "an open abort alert stays");
+    assert.equal((await retention.purge()).fleetCommands, 0, "a second round finds nothing");
+  }
+
+  it("deletes fleet commands finished before the period, with their target chunks and resolved abort alert (MongoDB queries)", async () => {
+    const db = client.db(uniqueName("retf_"));
+    await new FleetCommandRepository(db).ensureIndexes();
+    await fleetRound(db, mongoCommandIdQueries(new CommandRepository(db).collection), mongoFleetIdQueries(new FleetCommandRepository(db).collection));
+  });
+
+  describe("on the embedded store's SQLite indexes", () => {
+    let guarded: GuardedTestStore;
+    let guardedClient: MongoClient;
+    before(async () => {
+      guarded = await startGuardedTestStore();
+      guardedClient = await MongoClient.connect(guarded.uri);
+    });
+    after(async () => {
+      await guardedClient?.close();
+      await guarded?.stop();
+    });
+
+    it("deletes the same fleet commands through the SQL lookup", async () => {
+      const name = uniqueName("retg_");
+      const db = guardedClient.db(name);
+      await new FleetCommandRepository(db).ensureIndexes();
+      const ports = await guarded.guard(name);
+      await fleetRound(db, ports.commandIdQueries, ports.fleetIdQueries);
+    });
   });
 });

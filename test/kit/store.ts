@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { MongoClient } from "mongodb";
-import { startEmbeddedStore, type EmbeddedStore } from "../../src/embedded/ferretdb";
+import { startEmbeddedStore, type EmbeddedStore, type EmbeddedStorePorts } from "../../src/embedded/ferretdb";
 import { createLogger } from "../../src/logger";
 
 let started: Promise<EmbeddedStore> | undefined;
@@ -30,8 +30,8 @@ export async function stopTestStore(): Promise<void> {
 /** A store of the test file's own, whose databases can be given the embedded store's version guard. */
 export interface GuardedTestStore {
   uri: string;
-  /** Installs the version guard (and the embedded store's indexes) on a database whose collections exist. */
-  guard(dbName: string): Promise<void>;
+  /** Installs the version guard (and the embedded store's indexes) on a database; the store ports that rely on them. */
+  guard(dbName: string): Promise<EmbeddedStorePorts>;
   stop(): Promise<void>;
 }
 
@@ -48,7 +48,9 @@ export async function startGuardedTestStore(): Promise<GuardedTestStore> {
     async guard(dbName) {
       const client = await MongoClient.connect(store.uri);
       try {
-        if (!(await store.tune(client.db(dbName), dbName))) throw new Error("the test store has no version guard to install");
+        const ports = await store.tune(client.db(dbName), dbName);
+        if (!ports) throw new Error("the test store has no version guard to install");
+        return ports;
       } finally {
         await client.close();
       }
