@@ -341,7 +341,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     );
     await sweeper.start();
     stack.push(() => sweeper.stop());
-    const retention = new Retention(commandRepository, alertRepository, commandIds, config.retentionDays, clock, log.child({ component: "retention" }));
+    const retention = new Retention(commandRepository, alertRepository, { deliveries: deliveryRepository, webhooks: webhookRepository }, commandIds, config.retentionDays, clock, log.child({ component: "retention" }));
     retention.start();
     stack.push(() => retention.stop());
     const presence = new PresenceIngest(
