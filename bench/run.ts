@@ -1,13 +1,12 @@
-import { fork, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
 import { signToken } from "../src/auth/jwt";
-import { createSimulatedDevice, type DeviceClient } from "../src/device-sdk";
 import { createTopics } from "../src/mqtt/topics";
 import { renderLineChart } from "./chart";
+import { benchDevice, forkChild, stopChild } from "./children";
 import { runClosedLoop, type RunResult, type Side } from "./closed-loop";
 import { CollectionKeeper } from "./collection-keeper";
 import { Fanout, FANOUT_MEASURES } from "./fanout";
@@ -162,8 +161,8 @@ async function main(): Promise<void> {
     const fanoutDeviceId = `bench-${runId}-fan`;
     for (const id of [...gatewayDeviceIds, fanoutDeviceId]) await api.registerDevice(id);
     const devices = [
-      ...[...gatewayDeviceIds, fanoutDeviceId].map((id) => device(id, gatewayReady.mqttUrl, `bench-${runId}-g`)),
-      ...floorDeviceIds.map((id) => device(id, floorReady.mqttUrl, floorTopics.prefix)),
+      ...[...gatewayDeviceIds, fanoutDeviceId].map((id) => benchDevice(id, gatewayReady.mqttUrl, `bench-${runId}-g`)),
+      ...floorDeviceIds.map((id) => benchDevice(id, floorReady.mqttUrl, floorTopics.prefix)),
     ];
     cleanup.push(() => Promise.all(devices.map((d) => d.stop({ graceful: false }))));
     // A few at a time: each connection is a presence write in the gateway, and a device gives up on a CONNACK after 5 s.
@@ -344,27 +343,6 @@ async function main(): Promise<void> {
     progress.done();
     await cleanUp();
   }
-}
-
-function forkChild(script: string, execArgv: string[], env: Record<string, string>): ChildProcess {
-  return fork(join(__dirname, script), [], {
-    execArgv,
-    env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "error", ...env },
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
-}
-
-async function stopChild(channel: ChildChannel): Promise<void> {
-  if (channel.child.exitCode !== null) return;
-  const exited = new Promise((resolveExit) => channel.child.once("exit", resolveExit));
-  const kill = setTimeout(() => channel.child.kill("SIGKILL"), 10_000);
-  await channel.request({ kind: "stop" }).catch(() => undefined);
-  await exited;
-  clearTimeout(kill);
-}
-
-function device(id: string, brokerUrl: string, topicPrefix: string): DeviceClient {
-  return createSimulatedDevice({ deviceId: id, model: "thermostat", brokerUrl, topicPrefix, latencyMs: [0, 0] });
 }
 
 const commandsPerSec = (run: RunResult) => round(run.completed / (run.elapsedMs / 1000), 1);
