@@ -10,6 +10,7 @@ import { runClosedLoop, type RunResult, type Side } from "./closed-loop";
 import { CollectionKeeper } from "./collection-keeper";
 import { GatewayApi } from "./gateway-api";
 import { ChildChannel } from "./ipc";
+import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readProcStats } from "./proc-cpu";
 import { median, percentiles, round, spread, type Percentiles, type Spread } from "./stats";
 
 const USAGE = "usage: npm run bench:tracing [-- --quick] [--out FILE]";
@@ -35,6 +36,12 @@ interface ModeLevel {
   /** Over every completed command of every run. */
   latencyMs: Percentiles;
   runs: number[];
+  /**
+   * CPU time the gateway process (and, apart, its FerretDB) spent per completed command, median of the
+   * runs: what tracing adds, and much less moved than throughput by other load on the machine.
+   */
+  gatewayCpuMsPerCommand: number;
+  storeCpuMsPerCommand: number;
 }
 
 interface TracingBenchResult {
@@ -47,7 +54,7 @@ interface TracingBenchResult {
   broker: string;
   loadAverage: { start: number[]; end: number[] };
   plan: (typeof PLANS)["full"];
-  levels: Array<{ concurrency: number; off: ModeLevel; on: ModeLevel; throughputCostPercent: number; p99CostPercent: number }>;
+  levels: Array<{ concurrency: number; off: ModeLevel; on: ModeLevel; throughputCostPercent: number; p99CostPercent: number; gatewayCpuCostPercent: number }>;
   /** What the OTLP sink in the bench process received from the traced gateway. */
   spansExported: number;
   exportRequests: number;
@@ -77,7 +84,7 @@ async function main(): Promise<void> {
   try {
     const sink = await OtlpReceiver.start({ keep: false });
     cleanup.push(() => sink.close());
-    const gateways = {} as Record<Mode, { side: Side; deviceIds: string[]; keeper: CollectionKeeper }>;
+    const gateways = {} as Record<Mode, { side: Side; deviceIds: string[]; keeper: CollectionKeeper; pids: { gateway: number[]; store: number[] } }>;
     for (const mode of MODES) {
       console.log(`starting the gateway with tracing ${mode}`);
       const dataDir = mkdtempSync(join(tmpdir(), `gateway-bench-tracing-${mode}-`));
@@ -114,28 +121,34 @@ async function main(): Promise<void> {
       for (let i = 0; i < devices.length; i += 20) await Promise.all(devices.slice(i, i + 20).map((d) => d.start()));
       const side = await api.side(deviceIds[0]!);
       cleanup.push(() => side.close());
-      gateways[mode] = { side, deviceIds, keeper: new CollectionKeeper(storeClient.db(DATABASE).collection("commands")) };
+      const pids = { gateway: [child.pid!], store: descendants(readAllProcStats(), child.pid!, /^ferretdb/) };
+      gateways[mode] = { side, deviceIds, keeper: new CollectionKeeper(storeClient.db(DATABASE).collection("commands")), pids };
     }
 
-    const measure = async (mode: Mode, concurrency: number, durationMs: number): Promise<RunResult> => {
-      const { side, deviceIds, keeper } = gateways[mode];
+    const ticks = clockTicksPerSecond();
+    const measure = async (mode: Mode, concurrency: number, durationMs: number): Promise<Measured> => {
+      const { side, deviceIds, keeper, pids } = gateways[mode];
       await keeper.clear();
       keeper.start();
+      const before = { gateway: readProcStats(pids.gateway), store: readProcStats(pids.store), at: performance.now() };
       const run = await runClosedLoop(side, deviceIds, concurrency, durationMs);
+      const elapsedMs = performance.now() - before.at;
+      const cpuMsPerCommand = (who: "gateway" | "store") => ((cpuPercent(before[who], readProcStats(pids[who]), elapsedMs, ticks) / 100) * elapsedMs) / Math.max(1, run.completed);
+      const measured = { run, gatewayCpuMs: cpuMsPerCommand("gateway"), storeCpuMs: cpuMsPerCommand("store") };
       await keeper.stop();
-      return run;
+      return measured;
     };
     console.log("warming up");
     for (const mode of MODES) await measure(mode, 4, plan.warmupMs);
 
     const levels: TracingBenchResult["levels"] = [];
     for (const concurrency of plan.levels) {
-      const runs: Record<Mode, RunResult[]> = { off: [], on: [] };
+      const runs: Record<Mode, Measured[]> = { off: [], on: [] };
       for (let repeat = 0; repeat < plan.repeats; repeat++) {
         for (const mode of repeat % 2 === 0 ? MODES : [...MODES].reverse()) {
-          const run = await measure(mode, concurrency, plan.levelMs);
-          runs[mode].push(run);
-          console.log(`${concurrency} in flight, tracing ${mode}, run ${repeat + 1}: ${perSecond(run)} commands/s`);
+          const measured = await measure(mode, concurrency, plan.levelMs);
+          runs[mode].push(measured);
+          console.log(`${concurrency} in flight, tracing ${mode}, run ${repeat + 1}: ${perSecond(measured.run)} commands/s, gateway ${round(measured.gatewayCpuMs)} ms CPU a command`);
         }
       }
       const off = modeLevel(runs.off);
@@ -146,6 +159,7 @@ async function main(): Promise<void> {
         on,
         throughputCostPercent: round((1 - on.commandsPerSec / off.commandsPerSec) * 100, 1),
         p99CostPercent: round((on.latencyMs.p99 / off.latencyMs.p99 - 1) * 100, 1),
+        gatewayCpuCostPercent: round((on.gatewayCpuMsPerCommand / off.gatewayCpuMsPerCommand - 1) * 100, 1),
       });
     }
 
@@ -169,6 +183,11 @@ async function main(): Promise<void> {
           pass: level.throughputCostPercent <= TARGET_COST * 100,
         },
         {
+          name: `gateway CPU per command at ${level.concurrency} in flight`,
+          detail: `${level.on.gatewayCpuMsPerCommand} vs ${level.off.gatewayCpuMsPerCommand} ms: ${level.gatewayCpuCostPercent} % (target ≤ ${TARGET_COST * 100} %)`,
+          pass: level.gatewayCpuCostPercent <= TARGET_COST * 100,
+        },
+        {
           name: `p99 cost at ${level.concurrency} in flight`,
           detail: `${level.on.latencyMs.p99} vs ${level.off.latencyMs.p99} ms: ${level.p99CostPercent} % (target ≤ ${TARGET_COST * 100} %)`,
           pass: level.p99CostPercent <= TARGET_COST * 100,
@@ -179,11 +198,11 @@ async function main(): Promise<void> {
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
 
-    console.log("\n| in flight | off: commands/s | on: commands/s | cost | off: p50 / p99 ms | on: p50 / p99 ms | p99 cost |");
+    console.log("\n| in flight | commands/s off → on (runs' spread) | cost | p50 / p99 ms off → on | p99 cost | gateway CPU ms a command off → on | CPU cost |");
     console.log("| --- | --- | --- | --- | --- | --- | --- |");
     for (const l of levels) {
       console.log(
-        `| ${l.concurrency} | ${l.off.commandsPerSec} | ${l.on.commandsPerSec} | ${l.throughputCostPercent} % | ${l.off.latencyMs.p50} / ${l.off.latencyMs.p99} | ${l.on.latencyMs.p50} / ${l.on.latencyMs.p99} | ${l.p99CostPercent} % |`,
+        `| ${l.concurrency} | ${l.off.commandsPerSec} (${l.off.spread.min}–${l.off.spread.max}) → ${l.on.commandsPerSec} (${l.on.spread.min}–${l.on.spread.max}) | ${l.throughputCostPercent} % | ${l.off.latencyMs.p50} / ${l.off.latencyMs.p99} → ${l.on.latencyMs.p50} / ${l.on.latencyMs.p99} | ${l.p99CostPercent} % | ${l.off.gatewayCpuMsPerCommand} → ${l.on.gatewayCpuMsPerCommand} | ${l.gatewayCpuCostPercent} % |`,
       );
     }
     for (const t of result.targets) console.log(`${t.pass ? "PASS" : "MISS"} ${t.name}: ${t.detail}`);
@@ -197,9 +216,14 @@ async function main(): Promise<void> {
 
 const perSecond = (run: RunResult) => round(run.completed / (run.elapsedMs / 1000), 1);
 
-function modeLevel(runs: RunResult[]): ModeLevel {
+type Measured = { run: RunResult; gatewayCpuMs: number; storeCpuMs: number };
+
+function modeLevel(measured: Measured[]): ModeLevel {
+  const runs = measured.map((m) => m.run);
   const throughputs = runs.map(perSecond);
   return {
+    gatewayCpuMsPerCommand: round(median(measured.map((m) => m.gatewayCpuMs))),
+    storeCpuMsPerCommand: round(median(measured.map((m) => m.storeCpuMs))),
     commandsPerSec: median(throughputs),
     spread: spread(throughputs),
     completed: runs.reduce((sum, run) => sum + run.completed, 0),

@@ -3,12 +3,13 @@ import { after, before, describe, it } from "node:test";
 import mqtt, { type MqttClient } from "mqtt";
 import { createSimulatedDevice } from "../../src/device-sdk";
 import { createTopics } from "../../src/mqtt/topics";
-import { RegisterDeviceDocument, SendCommandDocument } from "../generated/graphql";
+import { CommandsDocument, CreateFleetCommandDocument, CreateRuleDocument, RegisterDeviceDocument, SendCommandDocument } from "../generated/graphql";
 import { waitForStatus } from "../kit/gateway";
 import { OtlpReceiver, SPAN_KIND, type ReceivedSpan } from "../kit/otlp-receiver";
 import { dropBrokerSession, startGatewayProcess, type GatewayProcess } from "../kit/process";
 import { processGatewaySetup, type ProcessGatewaySetup } from "../kit/process-setup";
 import { MOSQUITTO_URL, uniqueName } from "../kit/store";
+import { waitUntil } from "../kit/wait";
 
 const SERVICE_NAME = "gateway-under-test";
 
@@ -145,6 +146,47 @@ describe("tracing over OTLP/HTTP", () => {
     } finally {
       await raw.publishAsync(topics.presence(deviceId), "", { qos: 1, retain: true });
       await raw.endAsync();
+    }
+  });
+
+  it("a rule-fired command's trace starts at the telemetry message; a fleet child's trace links to the fleet command's", async () => {
+    const deviceId = uniqueName("auto-");
+    await setup.admin.data(RegisterDeviceDocument, { input: { id: deviceId, site: "site-a", model: "thermostat" } });
+    const device = createSimulatedDevice({ deviceId, model: "thermostat", brokerUrl: MOSQUITTO_URL, topicPrefix: setup.prefix, latencyMs: [0, 0], failRate: 0 });
+    await device.start();
+    try {
+      await setup.admin.data(CreateRuleDocument, {
+        input: { name: "too hot", deviceId, when: { temperature: { $gt: 30 } }, commandType: "thermostat.setTemperature", commandPayload: { celsius: 18 } },
+      });
+      await device.publishTelemetry({ temperature: 35 });
+      let fired: string | undefined;
+      await waitUntil("the rule fired", async () => {
+        const { commands } = await setup.admin.data(CommandsDocument, { filter: { deviceId, source: "AUTOMATION" }, first: 10 });
+        fired = commands.edges[0]?.node.id;
+        return fired !== undefined;
+      }, 20_000);
+      const ruleTrace = await traceOf(fired!, ["telemetry.message", "command.send", "command.publish"]);
+      const telemetry = one(ruleTrace, "telemetry.message");
+      assert.equal(telemetry.parentSpanId, "", "the telemetry message is the trace's root");
+      assert.equal(telemetry.kind, SPAN_KIND.CONSUMER);
+      assert.equal(one(ruleTrace, "command.send").parentSpanId, telemetry.spanId, "the rule's command under the message that fired it");
+
+      const { createFleetCommand: fleet } = await setup.admin.data(CreateFleetCommandDocument, {
+        input: { name: "setpoint", target: { deviceIds: [deviceId] }, type: "thermostat.setTemperature", payload: { celsius: 19 } },
+      });
+      await receiver.waitFor(
+        () => receiver.spans.some((s) => s.name === "fleet.child" && s.attributes["fleet_command.id"] === fleet.id) && receiver.spans.some((s) => s.name === "mutation CreateFleetCommand"),
+        "the fleet child's span and the fleet request's",
+      );
+      const child = one(receiver.spans, "fleet.child", (s) => s.attributes["fleet_command.id"] === fleet.id);
+      const created = one(receiver.spans, "mutation CreateFleetCommand");
+      assert.equal(child.parentSpanId, "", "a fleet child is a trace of its own");
+      assert.notEqual(child.traceId, created.traceId);
+      assert.deepEqual(child.links, [{ traceId: created.traceId, spanId: created.spanId }], "linked to the request that created the fleet command");
+      await receiver.waitFor(() => receiver.spans.some((s) => s.traceId === child.traceId && s.name === "command.send"), "the child's command.send");
+      assert.equal(one(receiver.spans, "command.send", (s) => s.traceId === child.traceId).parentSpanId, child.spanId);
+    } finally {
+      await device.stop({ graceful: true });
     }
   });
 });
