@@ -1,9 +1,14 @@
 /// <reference lib="dom" />
 // (page.evaluate callbacks run in the browser)
 import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { MongoClient } from "mongodb";
-import { SendCommandDocument } from "../test/generated/graphql";
-import { stopTestStore, testStoreUri } from "../test/kit/store";
+import { startEmbeddedStore } from "../src/embedded/ferretdb";
+import { createLogger } from "../src/logger";
+import { CommandsDocument, SendCommandDocument } from "../test/generated/graphql";
+import { stopTestStore, uniqueName } from "../test/kit/store";
 import type { Browser } from "playwright-core";
 import { isolatedContext, launchBrowser, signInByLink, startConsoleGateway } from "../test/browser/kit";
 import { CommandRepository } from "../src/store/command-repository";
@@ -11,7 +16,8 @@ import type { Command } from "../src/commands/command";
 
 /**
  * `npm run bench:console`: what an operator waits for in the console (issue 11, measured, not asserted).
- * 1. With SEED commands in the tenant, the time from opening the sign-in link to the first page of rows.
+ * 1. With SEED commands in the tenant, the time from opening the sign-in link to the first page of rows, on the
+ *    embedded store as `npm start` runs it (the gateway's own FerretDB on SQLite, seeded before it starts).
  * 2. With RATE commands per second sent for SECONDS (each passing QUEUED → SENT → DELIVERED → SUCCEEDED),
  *    how far behind its event each row's change appears (DOM time − the command's updatedAt at the
  *    gateway, same machine clock), and the longest main-thread task while it runs.
@@ -54,19 +60,21 @@ async function main(): Promise<void> {
   }
 }
 
-async function benchGateway() {
+async function benchGateway(env: Record<string, string> = {}, tenant?: string) {
   const database = `bc_${Date.now().toString(36)}`;
-  const gw = await startConsoleGateway({ MONGODB_DB: database, RATE_LIMIT_MUTATIONS_PER_MINUTE: "1000000" });
-  const deviceIds = Array.from({ length: DEVICES }, (_, i) => `bench-${i}`);
-  for (const id of deviceIds) await gw.device(id, "thermostat");
-  return { gw, database, deviceIds };
+  const gw = await startConsoleGateway({ MONGODB_DB: database, RATE_LIMIT_MUTATIONS_PER_MINUTE: "1000000", ...env }, { tenant });
+  for (const id of DEVICE_IDS) await gw.device(id, "thermostat");
+  return { gw, database };
 }
 
-async function firstPage(browser: Browser): Promise<void> {
-  const { gw, database, deviceIds } = await benchGateway();
-  const mongo = await MongoClient.connect(await testStoreUri());
+const DEVICE_IDS = Array.from({ length: DEVICES }, (_, i) => `bench-${i}`);
+
+/** SEED commands of `tenant` written into a fresh data directory's store (through the store layer: faster than the API). */
+async function seededDataDir(tenant: string, database: string): Promise<string> {
+  const dataDir = mkdtempSync(join(tmpdir(), "bench-console-"));
+  const store = await startEmbeddedStore({ dataDir, log: createLogger("warn") });
+  const mongo = await MongoClient.connect(store.uri);
   try {
-    // 1. first page with SEED commands in the tenant (written through the store layer: faster than the API).
     const repository = new CommandRepository(mongo.db(database));
     const start = Date.now() - SEED * 1000;
     for (let i = 0; i < SEED; i += 200) {
@@ -74,7 +82,7 @@ async function firstPage(browser: Browser): Promise<void> {
         Array.from({ length: Math.min(200, SEED - i) }, (_, j) => {
           const at = new Date(start + (i + j) * 1000);
           const command: Command = {
-            id: randomUUID(), v: 0, tenant: gw.tenant, site: "site-a", deviceId: deviceIds[(i + j) % DEVICES]!, type: "thermostat.setTemperature",
+            id: randomUUID(), v: 0, tenant, site: "site-a", deviceId: DEVICE_IDS[(i + j) % DEVICES]!, type: "thermostat.setTemperature",
             payload: { celsius: 20 }, status: "SUCCEEDED", source: "OPERATOR", issuedBy: "seed", attempt: 1, timeoutSeconds: 30,
             createdAt: at, updatedAt: at, completedAt: at, result: { setpoint: 20 }, history: [{ status: "QUEUED", at, actor: "seed" }, { status: "SUCCEEDED", at, actor: "seed" }],
           };
@@ -82,6 +90,20 @@ async function firstPage(browser: Browser): Promise<void> {
         }),
       );
     }
+  } finally {
+    await mongo.close();
+    await store.stop();
+  }
+  return dataDir;
+}
+
+async function firstPage(browser: Browser): Promise<void> {
+  const tenant = uniqueName("tenant-");
+  const database = `bc_${Date.now().toString(36)}`;
+  const dataDir = await seededDataDir(tenant, database);
+  // MONGODB_URI empty: the gateway starts the embedded store on DATA_DIR, as `npm start` does.
+  const { gw } = await benchGateway({ MONGODB_URI: "", DATA_DIR: dataDir, MONGODB_DB: database }, tenant);
+  try {
     const { context } = await isolatedContext(browser);
     const page = await context.newPage();
     const token = await gw.token("operator");
@@ -102,15 +124,33 @@ async function firstPage(browser: Browser): Promise<void> {
     }
     firstPage.sort((a, b) => a - b);
     console.log(`first page (50 rows) with ${SEED} commands, from sign-in link: median ${quantile(firstPage, 0.5)} ms, max ${firstPage.at(-1)} ms (5 rounds)`);
+    // The gateway's share: the same first page as one `commands` request, and the next page by its cursor.
+    const operator = await gw.client("operator");
+    const query: number[] = [];
+    const next: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      let t0 = Date.now();
+      const { commands } = await operator.data(CommandsDocument, { first: 50 });
+      query.push(Date.now() - t0);
+      t0 = Date.now();
+      await operator.data(CommandsDocument, { first: 50, after: commands.pageInfo.endCursor });
+      next.push(Date.now() - t0);
+    }
+    query.sort((a, b) => a - b);
+    next.sort((a, b) => a - b);
+    console.log(`the commands query alone (50 rows): median ${quantile(query, 0.5)} ms, max ${query.at(-1)} ms; the next page: median ${quantile(next, 0.5)} ms, max ${next.at(-1)} ms (5 rounds)`);
 
   } finally {
-    await mongo.close();
     await gw.stop();
+    rmSync(dataDir, { recursive: true, force: true });
   }
 }
 
 async function keepingUp(browser: Browser): Promise<void> {
-  const { gw, deviceIds } = await benchGateway();
+  // The embedded store on a fresh data directory, as `npm start` runs it.
+  const dataDir = mkdtempSync(join(tmpdir(), "bench-console-"));
+  const { gw } = await benchGateway({ MONGODB_URI: "", DATA_DIR: dataDir });
+  const deviceIds = DEVICE_IDS;
   try {
     const { context } = await isolatedContext(browser);
     await context.addInitScript(recordArrivals);
@@ -145,7 +185,9 @@ async function keepingUp(browser: Browser): Promise<void> {
       if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
       sends.push(clients[i % DEVICES]!.data(SendCommandDocument, { input: { deviceId: deviceIds[i % DEVICES]!, type: "thermostat.setTemperature", payload: { celsius: 20 + (i % 10) } } }));
     }
-    const refused = (await Promise.allSettled(sends)).filter((r) => r.status === "rejected").length;
+    const rejections = (await Promise.allSettled(sends)).flatMap((r) => (r.status === "rejected" ? [String((r.reason as Error)?.message ?? r.reason)] : []));
+    const refused = rejections.length;
+    if (refused) console.log(`refused sends, e.g.: ${[...new Set(rejections)].slice(0, 3).join(" | ")}`);
     const achieved = (total / (Date.now() - sendStart)) * 1000;
     // Let the last events arrive: until no row changed for two seconds.
     let seen = -1;
@@ -163,10 +205,11 @@ async function keepingUp(browser: Browser): Promise<void> {
     inPage.sort((a, b) => a - b);
     const late = lags.filter((l) => l > 1000).length;
     console.log(
-      `${total - refused} commands sent (${refused} refused) at ${achieved.toFixed(1)}/s: ${lags.length} row changes seen; behind the gateway's event: p50 ${quantile(lags, 0.5)} ms, p95 ${quantile(lags, 0.95)} ms, p99 ${quantile(lags, 0.99)} ms, max ${lags.at(-1)} ms; ${late} over 1 s; from the event's arrival in the page to the row: p50 ${quantile(inPage, 0.5)} ms, p99 ${quantile(inPage, 0.99)} ms, max ${inPage.at(-1)} ms; longest main-thread task ${Math.round(longest)} ms`,
+      `${RATE}/s for ${SECONDS} s: ${total - refused} commands sent (${refused} refused) at ${achieved.toFixed(1)}/s: ${lags.length} row changes seen; behind the gateway's event: p50 ${quantile(lags, 0.5)} ms, p95 ${quantile(lags, 0.95)} ms, p99 ${quantile(lags, 0.99)} ms, max ${lags.at(-1)} ms; ${late} over 1 s; from the event's arrival in the page to the row: p50 ${quantile(inPage, 0.5)} ms, p99 ${quantile(inPage, 0.99)} ms, max ${inPage.at(-1)} ms; longest main-thread task ${Math.round(longest)} ms`,
     );
   } finally {
     await gw.stop();
+    rmSync(dataDir, { recursive: true, force: true });
   }
 }
 

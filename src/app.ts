@@ -184,7 +184,11 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     ]);
     // After ensureIndexes: the tuning works on the tables behind the collections.
     const storePorts = await embeddedStore?.tune(database.db, config.mongodbDb);
-    const commandRepository = new CommandRepository(database.db, storePorts?.versionedWrites ?? guardRefusalsAsMisses(mongoVersionedWrites));
+    const commandRepository = new CommandRepository(
+      database.db,
+      storePorts?.versionedWrites ?? guardRefusalsAsMisses(mongoVersionedWrites),
+      storePorts?.commandListIndex,
+    );
     // The embedded store migrated before installing its version guard (and a scan of history there is costly).
     if (!storePorts) await commandRepository.migrateVersions();
     const commandIds = withDefaultIdQueries(storePorts?.commandIdQueries, mongoCommandIdQueries(commandRepository.collection));
@@ -313,6 +317,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       perDevice,
       clock,
       log.child({ component: "device-state" }),
+      { storeHasOtherWriters: !soleWriter },
     );
     deviceState.onChange((device) => pubSub.publish(Topic.DeviceUpdated, device));
     lifecycle.onTransition(deviceState.onCommandChange);

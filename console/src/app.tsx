@@ -8,6 +8,7 @@ import { CommandDetailView } from "./views/command-detail";
 import { CommandsView } from "./views/commands";
 import { DeviceDetailView } from "./views/device-detail";
 import { DevicesView } from "./views/devices";
+import { FleetView } from "./views/fleet";
 import { RulesView } from "./views/rules";
 import { SignIn } from "./views/sign-in";
 
@@ -69,6 +70,7 @@ function SignedIn({ session, onSignOut }: { session: Session; onSignOut: (reason
         <nav aria-label="Main">
           <NavLink route={route} to="commands" label="Commands" />
           <NavLink route={route} to="devices" label="Devices" />
+          <NavLink route={route} to="fleet" label="Fleet" />
           <NavLink route={route} to="alerts" label="Alerts" />
           {isAdmin(session) && <NavLink route={route} to="rules" label="Rules" />}
         </nav>
@@ -88,7 +90,7 @@ function SignedIn({ session, onSignOut }: { session: Session; onSignOut: (reason
   );
 }
 
-function NavLink({ route, to, label }: { route: Route; to: "commands" | "devices" | "alerts" | "rules"; label: string }) {
+function NavLink({ route, to, label }: { route: Route; to: "commands" | "devices" | "fleet" | "alerts" | "rules"; label: string }) {
   const active = route.view === to || (to === "commands" && route.view === "command") || (to === "devices" && route.view === "device");
   return (
     <a href={href[to]()} aria-current={active ? "page" : undefined}>
@@ -111,5 +113,7 @@ function View({ route }: { route: Route }) {
       return <AlertsView />;
     case "rules":
       return <RulesView />;
+    case "fleet":
+      return <FleetView />;
   }
 }

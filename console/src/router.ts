@@ -7,13 +7,14 @@ export type Route =
   | { view: "devices" }
   | { view: "device"; id: string }
   | { view: "alerts" }
-  | { view: "rules" };
+  | { view: "rules" }
+  | { view: "fleet" };
 
 export function parseRoute(hash: string): Route {
   const [view, id] = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   if (view === "commands" && id) return { view: "command", id };
   if (view === "devices" && id) return { view: "device", id };
-  if (view === "devices" || view === "alerts" || view === "rules") return { view };
+  if (view === "devices" || view === "alerts" || view === "rules" || view === "fleet") return { view };
   return { view: "commands" };
 }
 
@@ -24,6 +25,7 @@ export const href = {
   device: (id: string) => `#/devices/${encodeURIComponent(id)}`,
   alerts: () => "#/alerts",
   rules: () => "#/rules",
+  fleet: () => "#/fleet",
 };
 
 export function useRoute(): Route {

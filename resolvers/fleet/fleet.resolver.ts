@@ -1,3 +1,4 @@
+import { GraphQLJSON } from "graphql-scalars";
 import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription, type SubscriptionHandlerData } from "type-graphql";
 import { abilityOf, allows } from "../../src/authz/ability";
 import { COMMAND_STATUSES } from "../../src/commands/command";
@@ -6,13 +7,15 @@ import type { FleetCommand } from "../../src/fleet/fleet-command";
 import type { FleetCommandService } from "../../src/fleet/fleet-service";
 import { toConnection } from "../common/relay";
 import type { GatewayContext } from "../context.type";
-import { FleetCommandInput } from "./fleet.input";
-import { FleetCommandConnection, FleetCommandType, SkippedDeviceType, StatusCountType } from "./fleet.type";
+import { FleetCommandInput, FleetTargetInput } from "./fleet.input";
+import { FleetCommandActionEnum, FleetCommandConnection, FleetCommandType, FleetTargetsPreviewType, SkippedDeviceType, StatusCountType } from "./fleet.type";
 
 function fleetCommandUpdatedFilter({ payload, args, context }: SubscriptionHandlerData<FleetCommand, { id?: string | null }, GatewayContext>): boolean {
   if (args.id != null && payload.id !== args.id) return false;
   return allows(abilityOf(context.principal), "read", "FleetCommand", payload);
 }
+
+const targetOf = (target: FleetTargetInput) => ({ site: target.site ?? undefined, model: target.model ?? undefined, deviceIds: target.deviceIds ?? undefined });
 
 @Resolver(() => FleetCommandType)
 export class FleetCommandResolver {
@@ -32,12 +35,21 @@ export class FleetCommandResolver {
     return toConnection(await this.fleets.list(principal, { first, after }));
   }
 
+  @Query(() => FleetTargetsPreviewType, {
+    description: "A dry run of createFleetCommand's targeting, with the same rules: the devices it would send to and those it would skip, with reasons (beyond the contract)",
+  })
+  previewFleetTargets(
+    @Ctx() { principal }: GatewayContext,
+    @Arg("target", () => FleetTargetInput) target: FleetTargetInput,
+    @Arg("type") type: string,
+    @Arg("payload", () => GraphQLJSON, { nullable: true }) payload: unknown,
+  ) {
+    return this.fleets.preview(principal, { target: targetOf(target), type, payload: payload ?? undefined });
+  }
+
   @Mutation(() => FleetCommandType)
   createFleetCommand(@Ctx() { principal }: GatewayContext, @Arg("input") input: FleetCommandInput) {
-    return this.fleets.create(principal, {
-      ...input,
-      target: { site: input.target.site ?? undefined, model: input.target.model ?? undefined, deviceIds: input.target.deviceIds ?? undefined },
-    });
+    return this.fleets.create(principal, { ...input, target: targetOf(input.target) });
   }
 
   @Mutation(() => FleetCommandType, { description: "RUNNING → PAUSED: no new children start" })
@@ -58,6 +70,13 @@ export class FleetCommandResolver {
   @Subscription(() => FleetCommandType, { topics: Topic.FleetCommandUpdated, filter: fleetCommandUpdatedFilter, description: "At most a few events per second per fleet command" })
   fleetCommandUpdated(@Root() fleet: FleetCommand, @Arg("id", () => ID, { nullable: true }) _id: string | null): FleetCommand {
     return fleet;
+  }
+
+  @FieldResolver(() => [FleetCommandActionEnum], {
+    description: "The actions this caller may take now: its policy (operators their own, admins any) and the status (beyond the contract)",
+  })
+  allowedActions(@Root() fleet: FleetCommand, @Ctx() { principal }: GatewayContext) {
+    return this.fleets.allowedActions(principal, fleet);
   }
 
   @FieldResolver(() => [StatusCountType])

@@ -2,12 +2,15 @@ import { GraphQLJSON } from "graphql-scalars";
 import { Field, ID, Int, ObjectType, registerEnumType } from "type-graphql";
 import type { CommandStatus } from "../../src/commands/command";
 import { FLEET_STATUSES, type FleetCommandStatus } from "../../src/fleet/fleet-command";
+import { FLEET_ACTIONS } from "../../src/fleet/fleet-service";
 import { CommandStatusEnum } from "../commands/command.type";
 import { asEnum } from "../common/enums";
 import { ConnectionType } from "../common/relay";
 
 export const FleetCommandStatusEnum = asEnum(FLEET_STATUSES);
 registerEnumType(FleetCommandStatusEnum, { name: "FleetCommandStatus" });
+export const FleetCommandActionEnum = asEnum(FLEET_ACTIONS);
+registerEnumType(FleetCommandActionEnum, { name: "FleetCommandAction", description: "pauseFleetCommand, resumeFleetCommand, cancelFleetCommand" });
 
 @ObjectType("StatusCount")
 export class StatusCountType {
@@ -77,3 +80,21 @@ export class FleetCommandType {
 
 @ObjectType()
 export class FleetCommandConnection extends ConnectionType("FleetCommand", FleetCommandType) {}
+
+@ObjectType("FleetTargetsPreview", { description: "What createFleetCommand would target now (beyond the contract: the console's preview)" })
+export class FleetTargetsPreviewType {
+  @Field(() => Int, { description: "Devices that match the target" })
+  targeted!: number;
+
+  @Field(() => Int, { description: "Matched and sendable by this caller: they would be sent the command" })
+  sendable!: number;
+
+  @Field(() => Int, { description: "Matched but not sendable by this caller (policy, model, limits)" })
+  skipped!: number;
+
+  @Field(() => [ID], { description: "The sendable devices, in rollout order (at most 1000)" })
+  deviceIds!: string[];
+
+  @Field(() => [SkippedDeviceType], { description: "The skipped devices with their reasons (at most 1000)" })
+  skippedDevices!: SkippedDeviceType[];
+}

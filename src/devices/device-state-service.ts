@@ -40,6 +40,8 @@ export class DeviceStateService {
     private readonly perDevice: KeyedSerial,
     private readonly clock: Clock,
     private readonly log: Logger,
+    /** Other replicas write too: each write is conditioned in the store on the stored state being older. */
+    private readonly options: { storeHasOtherWriters: boolean },
   ) {}
 
   onChange(listener: DeviceChangeListener): void {
@@ -96,7 +98,7 @@ export class DeviceStateService {
         if (change && Buffer.byteLength(JSON.stringify(change.merged)) > MAX_REPORTED_BYTES) {
           this.log.warn({ deviceId }, `reported state would exceed ${MAX_REPORTED_BYTES} bytes; report ignored`);
         } else if (change) {
-          written = await this.devices.updateReported(deviceId, change.set, change.unset, at);
+          written = await this.devices.updateReported(deviceId, change.set, change.unset, at, { overOlderOnly: this.options.storeHasOtherWriters });
           if (written) this.current.reportedChanged(deviceId, change.merged, at);
         }
         if (written || announceAnyway) this.announce(device);

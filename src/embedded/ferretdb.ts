@@ -7,11 +7,11 @@ import readline from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import { MongoClient, type Db } from "mongodb";
 import type { Logger } from "../logger";
-import type { CommandIdQueries, VersionedWrites } from "../store/store-ports";
+import type { CommandIdQueries, CommandListIndex, VersionedWrites } from "../store/store-ports";
 import { ensureStoreBinaries } from "./ferretdb-binary";
 import { findFreePort } from "./free-port";
 import { SqliteHelper } from "./sqlite-helper";
-import { GuardedVersionedWrites, SqliteCommandIdQueries } from "./sqlite-store-ports";
+import { GuardedVersionedWrites, SqliteCommandIdQueries, SqliteCommandListIndex } from "./sqlite-store-ports";
 import { tuneSqliteDatabase } from "./sqlite-tuning";
 
 export type EmbeddedStoreBackend = { kind: "sqlite" } | { kind: "postgresql"; url: string };
@@ -30,6 +30,7 @@ export interface EmbeddedStoreOptions {
 export interface EmbeddedStorePorts {
   versionedWrites: VersionedWrites;
   commandIdQueries: CommandIdQueries;
+  commandListIndex: CommandListIndex;
 }
 
 /** What the supervisor did after FerretDB died: started it again, or gave up (the gateway must exit). */
@@ -106,7 +107,11 @@ export async function startEmbeddedStore(opts: EmbeddedStoreOptions): Promise<Em
       async tune(db, dbName) {
         if (!sqlite || !backend.sqliteDir) return undefined;
         const tuned = await tuneSqliteDatabase(db, path.join(backend.sqliteDir, `${dbName}.sqlite`), sqlite, log);
-        return { versionedWrites: new GuardedVersionedWrites(), commandIdQueries: new SqliteCommandIdQueries(sqlite, tuned) };
+        return {
+          versionedWrites: new GuardedVersionedWrites(),
+          commandIdQueries: new SqliteCommandIdQueries(sqlite, tuned),
+          commandListIndex: new SqliteCommandListIndex(sqlite, tuned),
+        };
       },
       isRunning: () => supervisor.isRunning(),
       onSupervision: (listener) => supervisor.listeners.push(listener),

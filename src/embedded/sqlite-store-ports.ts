@@ -1,8 +1,8 @@
 import type { Collection, Document, Filter, UpdateFilter } from "mongodb";
 import { FINAL_STATUSES } from "../commands/state-machine";
-import type { CommandIdQueries, VersionedWrites } from "../store/store-ports";
-import type { SqliteHelper } from "./sqlite-helper";
-import { commandIdSql, VERSION_GUARD_MESSAGE, VERSIONED_COLLECTIONS, type TunedTables } from "./sqlite-tuning";
+import type { CommandIdQueries, CommandIndexQuery, CommandListIndex, VersionedWrites } from "../store/store-ports";
+import type { SqliteHelper, SqlValue } from "./sqlite-helper";
+import { commandIdSql, commandListSql, VERSION_GUARD_MESSAGE, VERSIONED_COLLECTIONS, type TunedTables } from "./sqlite-tuning";
 
 /** The version guard's refusal, as FerretDB passes SQLite's error on (a server error whose message contains it). */
 export const isVersionGuardRejection = (error: unknown): boolean => error instanceof Error && error.message.includes(VERSION_GUARD_MESSAGE);
@@ -81,5 +81,47 @@ export class SqliteCommandIdQueries implements CommandIdQueries {
 
   private async ids(sql: string, args: Array<string | number>): Promise<string[]> {
     return (await this.helper.query(this.tuned.file, sql, args)).map(([id]) => String(id));
+  }
+}
+
+/**
+ * The commands list's order and indexable filters as SQL over the tenant indexes the tuning created: SQLite walks
+ * the index newest first and stops at the limit, where FerretDB would decode and sort every command in Go.
+ */
+export class SqliteCommandListIndex implements CommandListIndex {
+  private readonly table: string;
+
+  constructor(
+    private readonly helper: SqliteHelper,
+    private readonly tuned: TunedTables,
+  ) {
+    this.table = tuned.tables.get("commands")!;
+  }
+
+  async newest(query: CommandIndexQuery): Promise<Array<{ id: string; createdAt: Date }>> {
+    // An empty list matches nothing (as `$in: []` does), and the SQL `IN ()` could not say so.
+    if (query.limit <= 0 || query.sites?.length === 0 || query.types?.length === 0) return [];
+    const args: SqlValue[] = [query.tenant, ...(query.sites ?? []), ...(query.types ?? [])];
+    if (query.deviceId !== undefined) args.push(query.deviceId);
+    args.push(...(query.statuses ?? []));
+    if (query.type !== undefined) args.push(query.type);
+    if (query.source !== undefined) args.push(query.source);
+    if (query.since) args.push(query.since.getTime());
+    if (query.until) args.push(query.until.getTime());
+    if (query.after) args.push(query.after.createdAt.getTime(), query.after.id);
+    args.push(query.limit);
+    const sql = commandListSql(this.table, {
+      sites: query.sites?.length,
+      types: query.types?.length,
+      deviceId: query.deviceId !== undefined,
+      statuses: query.statuses?.length,
+      type: query.type !== undefined,
+      source: query.source !== undefined,
+      since: query.since !== undefined,
+      until: query.until !== undefined,
+      after: query.after !== undefined,
+    });
+    const rows = await this.helper.query(this.tuned.file, sql, args);
+    return rows.map(([id, createdAt]) => ({ id: String(id), createdAt: new Date(Number(createdAt)) }));
   }
 }

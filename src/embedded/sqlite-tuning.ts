@@ -13,6 +13,12 @@ const DOC = "_ferretdb_sjson";
 const ID = `${DOC}->'$._id'`;
 const STATUS = `${DOC}->>'$.status'`;
 const UPDATED_AT = `${DOC}->>'$.updatedAt'`; // a date is stored as milliseconds since the epoch
+const field = (name: string) => `${DOC}->>'$.${name}'`;
+/** The list's order: `_id` as SQL text (binary order, as MongoDB compares strings), not the JSON form of ID. */
+const ID_TEXT = field("_id");
+const TENANT = field("tenant");
+const CREATED_AT = field("createdAt");
+const DEVICE_ID = field("deviceId");
 export const VERSION_GUARD_MESSAGE = "stale write rejected by version guard";
 
 /** Collections written per command or per event: each gets the `_id` index FerretDB's SQL can use. */
@@ -53,6 +59,8 @@ function ferretdbStatementsById(table: string): Array<{ what: string; sql: strin
 
 export const idIndexName = (table: string) => `${table}_gw_id`;
 export const statusIndexName = (table: string) => `${table}_gw_status_updated`;
+export const newestIndexName = (table: string) => `${table}_gw_tenant_newest`;
+export const deviceNewestIndexName = (table: string) => `${table}_gw_tenant_device_newest`;
 const guardName = (table: string) => `${table}_gw_version_guard`;
 
 function idIndex(table: string): SchemaObject {
@@ -62,6 +70,18 @@ function idIndex(table: string): SchemaObject {
 /** One index serves both id queries: status alone (a prefix), and final statuses by `updatedAt`. */
 function statusIndex(table: string): SchemaObject {
   return { type: "index", name: statusIndexName(table), sql: `CREATE INDEX ${quote(statusIndexName(table))} ON ${quote(table)} (${STATUS}, ${UPDATED_AT})` };
+}
+
+/** The commands list: a tenant's newest first, and a device's newest first (the device page, the device filter). */
+function listIndexes(table: string): SchemaObject[] {
+  return [
+    { type: "index", name: newestIndexName(table), sql: `CREATE INDEX ${quote(newestIndexName(table))} ON ${quote(table)} (${TENANT}, ${CREATED_AT}, ${ID_TEXT})` },
+    {
+      type: "index",
+      name: deviceNewestIndexName(table),
+      sql: `CREATE INDEX ${quote(deviceNewestIndexName(table))} ON ${quote(table)} (${TENANT}, ${DEVICE_ID}, ${CREATED_AT}, ${ID_TEXT})`,
+    },
+  ];
 }
 
 /**
@@ -87,6 +107,39 @@ export const commandIdSql = {
     `SELECT ${DOC}->>'$._id' FROM ${quote(table)} WHERE ${STATUS} IN (${placeholders(FINAL_STATUSES.length)}) AND ${UPDATED_AT} < ? LIMIT ?`,
 };
 
+/** The shape of a commands-list statement: which filters it has (the values are bound separately). */
+export interface CommandListShape {
+  sites?: number;
+  types?: number;
+  deviceId?: boolean;
+  statuses?: number;
+  type?: boolean;
+  source?: boolean;
+  since?: boolean;
+  until?: boolean;
+  after?: boolean;
+}
+
+/**
+ * Positions of a tenant's commands, newest first, from `…_gw_tenant_newest` (or `…_tenant_device_newest` with a
+ * device): the other filters are checked on the rows the index walks, in SQLite, never a sort of the table.
+ * Arguments in this order: tenant, sites, types, deviceId, statuses, type, source, since, until, after (createdAt,
+ * id), limit.
+ */
+export function commandListSql(table: string, shape: CommandListShape): string {
+  const where = [`${TENANT} = ?`];
+  if (shape.sites) where.push(`${field("site")} IN (${placeholders(shape.sites)})`);
+  if (shape.types) where.push(`${field("type")} IN (${placeholders(shape.types)})`);
+  if (shape.deviceId) where.push(`${DEVICE_ID} = ?`);
+  if (shape.statuses) where.push(`${STATUS} IN (${placeholders(shape.statuses)})`);
+  if (shape.type) where.push(`${field("type")} = ?`);
+  if (shape.source) where.push(`${field("source")} = ?`);
+  if (shape.since) where.push(`${CREATED_AT} >= ?`);
+  if (shape.until) where.push(`${CREATED_AT} < ?`);
+  if (shape.after) where.push(`(${CREATED_AT}, ${ID_TEXT}) < (?, ?)`);
+  return `SELECT ${ID_TEXT}, ${CREATED_AT} FROM ${quote(table)} WHERE ${where.join(" AND ")} ORDER BY ${CREATED_AT} DESC, ${ID_TEXT} DESC LIMIT ?`;
+}
+
 const placeholders = (n: number) => Array.from({ length: n }, () => "?").join(", ");
 
 export interface TunedTables {
@@ -98,8 +151,8 @@ export interface TunedTables {
 
 /**
  * Sets up one database of the embedded store for speed and for compare-and-set: creates the hot collections,
- * gives each the `_id` index FerretDB's SQL can use, the commands the status index of CommandIdQueries and the
- * version guard (after giving every command without `v` the version 0), then checks with EXPLAIN QUERY PLAN that
+ * gives each the `_id` index FerretDB's SQL can use, the commands the status index of CommandIdQueries, the
+ * tenant indexes of the commands list (CommandListIndex) and the version guard (after giving every command without `v` the version 0), then checks with EXPLAIN QUERY PLAN that
  * SQLite uses the indexes for FerretDB's exact statements. Throws when it does not: every write would scan.
  */
 export async function tuneSqliteDatabase(db: Db, file: string, helper: SqliteHelper, log: Logger): Promise<TunedTables> {
@@ -117,7 +170,7 @@ export async function tuneSqliteDatabase(db: Db, file: string, helper: SqliteHel
   }
 
   const wanted: SchemaObject[] = [...tables.values()].map(idIndex);
-  wanted.push(statusIndex(commands));
+  wanted.push(statusIndex(commands), ...listIndexes(commands));
   for (const name of VERSIONED_COLLECTIONS) wanted.push(versionGuard(tables.get(name)!));
   const created = await ensureSchemaObjects(helper, file, wanted);
   if (created.length) log.info({ created }, "embedded store: indexes and triggers created");
@@ -163,9 +216,19 @@ async function ensureSchemaObjects(helper: SqliteHelper, file: string, wanted: S
   return created;
 }
 
-/** Throws unless SQLite serves FerretDB's statements by `_id`, and the command id queries, from our indexes. */
+/** The commands-list statements start-up checks: the console's first page, a filtered and a later page, a device's. */
+function listPlanChecks(table: string): Array<{ what: string; shape: CommandListShape; index: string }> {
+  return [
+    { what: "list: newest first", shape: {}, index: newestIndexName(table) },
+    { what: "list: sites, statuses, type, source, time, after", shape: { sites: 2, statuses: 2, type: true, source: true, since: true, until: true, after: true }, index: newestIndexName(table) },
+    { what: "list: an API key's types", shape: { types: 2, after: true }, index: newestIndexName(table) },
+    { what: "list: one device", shape: { sites: 1, deviceId: true, after: true }, index: deviceNewestIndexName(table) },
+  ];
+}
+
+/** Throws unless SQLite serves FerretDB's statements by `_id`, the command id queries and the list, from our indexes. */
 export async function verifyQueryPlans(helper: SqliteHelper, file: string, tables: Map<string, string>): Promise<void> {
-  const checks: Array<{ table: string; what: string; index: string; statement: SqlStatement }> = [];
+  const checks: Array<{ table: string; what: string; index: string; statement: SqlStatement; ordered?: boolean }> = [];
   for (const table of tables.values()) {
     for (const { what, sql, args } of ferretdbStatementsById(table)) checks.push({ table, what, index: idIndexName(table), statement: { sql, args } });
   }
@@ -182,6 +245,10 @@ export async function verifyQueryPlans(helper: SqliteHelper, file: string, table
     index: statusIndexName(commands),
     statement: { sql: commandIdSql.finalIdsUpdatedBefore(commands), args: [...FINAL_STATUSES, 0, 10] },
   });
+  for (const { what, shape, index } of listPlanChecks(commands)) {
+    const args = Array.from({ length: (commandListSql(commands, shape).match(/\?/g) ?? []).length }, (_, i) => (i === 0 ? "t" : 1));
+    checks.push({ table: commands, what, index, statement: { sql: commandListSql(commands, shape), args }, ordered: true });
+  }
   const results = await helper.run(
     file,
     checks.map(({ statement }) => ({ sql: `EXPLAIN QUERY PLAN ${statement.sql}`, args: statement.args })),
@@ -190,7 +257,9 @@ export async function verifyQueryPlans(helper: SqliteHelper, file: string, table
   checks.forEach((check, i) => {
     const plan = results[i].rows.map((row) => String(row[3]));
     const usesIndex = plan.some((detail) => detail.startsWith(`SEARCH ${check.table} USING `) && detail.includes(`INDEX ${check.index} (`));
-    if (!usesIndex) failures.push(`${check.table} ${check.what}: ${plan.join("; ")}`);
+    // A list statement must also take its order from the index: a temporary B-tree is a sort of every match.
+    const sorts = check.ordered === true && plan.some((detail) => detail.includes("TEMP B-TREE"));
+    if (!usesIndex || sorts) failures.push(`${check.table} ${check.what}: ${plan.join("; ")}`);
   });
   if (failures.length) {
     throw new Error(`embedded store: SQLite does not use the gateway's indexes (every such operation would scan the table): ${failures.join(" | ")}`);

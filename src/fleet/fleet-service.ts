@@ -28,6 +28,33 @@ export interface CreateFleetCommandRequest {
   idempotencyKey?: string | null;
 }
 
+/** What `previewFleetTargets` asks: the parts of a fleet command that decide its devices. */
+export interface FleetTargetsPreviewRequest {
+  target: FleetTarget;
+  type: string;
+  payload?: unknown;
+}
+
+/** A dry run of the target resolution: the counts, and up to PREVIEW_LIST_LIMIT devices of each kind. */
+export interface FleetTargetsPreview {
+  targeted: number;
+  sendable: number;
+  skipped: number;
+  deviceIds: string[];
+  skippedDevices: SkippedDevice[];
+}
+
+export const PREVIEW_LIST_LIMIT = 1000;
+
+/** What a caller can do to a fleet command (beyond the contract: the console's buttons), and the statuses each is taken from. */
+export const FLEET_ACTIONS = ["PAUSE", "RESUME", "CANCEL"] as const;
+export type FleetAction = (typeof FLEET_ACTIONS)[number];
+const FLEET_ACTION_FROM: Readonly<Record<FleetAction, readonly FleetCommandStatus[]>> = {
+  PAUSE: ["RUNNING"],
+  RESUME: ["PAUSED"],
+  CANCEL: ["SCHEDULED", "RUNNING", "PAUSED"],
+};
+
 /** Without a rollout: as fast as the driver may start them. */
 export const DEFAULT_MAX_PER_MINUTE = 6000;
 export const MAX_PER_MINUTE = 100_000;
@@ -116,6 +143,25 @@ export class FleetCommandService {
     return fleet;
   }
 
+  /**
+   * What `create` would target now, with the same checks and the same rules (FleetTargets), storing nothing. The
+   * devices are resolved again when the fleet command starts, so one registered in between is in it.
+   */
+  async preview(principal: Principal, request: FleetTargetsPreviewRequest): Promise<FleetTargetsPreview> {
+    if (!allows(abilityOf(principal), "create", "FleetCommand", { tenant: principal.tenant })) throw forbidden("Not allowed to create fleet commands");
+    validateTarget(request.target);
+    if (!this.catalog.find(request.type)) throw badInput(`Unknown command type ${JSON.stringify(request.type)}`, { field: "type" });
+    const payload = this.catalog.validatePayload(request.type, request.payload);
+    const resolved = await this.targets.resolve(principal, { tenant: principal.tenant, target: cleanTarget(request.target), type: request.type, payload });
+    return {
+      targeted: resolved.targeted,
+      sendable: resolved.sendable,
+      skipped: resolved.skipped,
+      deviceIds: resolved.chunks.flatMap((c) => c.deviceIds).slice(0, PREVIEW_LIST_LIMIT),
+      skippedDevices: resolved.chunks.flatMap((c) => c.skipped).slice(0, PREVIEW_LIST_LIMIT),
+    };
+  }
+
   /** null when it does not exist or the caller may not read it. */
   async get(principal: Principal, id: string): Promise<FleetCommand | null> {
     const scope = accessibleFilter(abilityOf(principal), "read", "FleetCommand");
@@ -141,17 +187,23 @@ export class FleetCommandService {
     return [...chunks.flatMap((c) => c.skipped), ...fleet.refused];
   }
 
+  /** The actions that would succeed now: the status allows them and the caller may update this fleet command. */
+  allowedActions(principal: Principal, fleet: FleetCommand): FleetAction[] {
+    if (!allows(abilityOf(principal), "update", "FleetCommand", fleet)) return [];
+    return FLEET_ACTIONS.filter((action) => FLEET_ACTION_FROM[action].includes(fleet.status));
+  }
+
   pause(principal: Principal, id: string): Promise<FleetCommand> {
-    return this.move(principal, id, ["RUNNING"], "PAUSED");
+    return this.move(principal, id, FLEET_ACTION_FROM.PAUSE, "PAUSED");
   }
 
   resume(principal: Principal, id: string): Promise<FleetCommand> {
-    return this.move(principal, id, ["PAUSED"], "RUNNING");
+    return this.move(principal, id, FLEET_ACTION_FROM.RESUME, "RUNNING");
   }
 
   /** Children not yet started never start; QUEUED ones are CANCELED (those not yet taken for sending). */
   async cancel(principal: Principal, id: string): Promise<FleetCommand> {
-    const canceled = await this.move(principal, id, ["SCHEDULED", "RUNNING", "PAUSED"], "CANCELED");
+    const canceled = await this.move(principal, id, FLEET_ACTION_FROM.CANCEL, "CANCELED");
     // Also here, not only on the driver: the driver may be gone. Memory knows every active child.
     const chunks = await this.fleets.targets(id, canceled.targetChunks);
     const queued = chunks
@@ -162,7 +214,7 @@ export class FleetCommandService {
     return canceled;
   }
 
-  private async move(principal: Principal, id: string, from: FleetCommandStatus[], to: FleetCommandStatus): Promise<FleetCommand> {
+  private async move(principal: Principal, id: string, from: readonly FleetCommandStatus[], to: FleetCommandStatus): Promise<FleetCommand> {
     let current = await this.get(principal, id);
     if (!current) throw notFound("FleetCommand", id);
     if (!allows(abilityOf(principal), "update", "FleetCommand", current)) throw forbidden("Not allowed to change this fleet command");
@@ -182,13 +234,7 @@ export class FleetCommandService {
 function validate(request: CreateFleetCommandRequest): void {
   if (!request.name.trim() || request.name.length > MAX_NAME_LENGTH) throw badInput(`name must be 1 to ${MAX_NAME_LENGTH} characters`, { field: "name" });
   if (!request.type) throw badInput("type must not be empty", { field: "type" });
-  // No field given: the whole tenant.
-  const { deviceIds } = request.target;
-  if (deviceIds != null) {
-    if (deviceIds.length === 0 || deviceIds.length > MAX_TARGET_IDS) throw badInput(`target.deviceIds must hold 1 to ${MAX_TARGET_IDS} ids`, { field: "target.deviceIds" });
-    const bad = deviceIds.findIndex((id) => !DEVICE_ID_PATTERN.test(id));
-    if (bad >= 0) throw badInput(`target.deviceIds[${bad}] is not a valid device id`, { field: "target.deviceIds" });
-  }
+  validateTarget(request.target);
   const { timeoutSeconds, expiresInSeconds, idempotencyKey, rollout, abort } = request;
   if (timeoutSeconds != null && !(Number.isInteger(timeoutSeconds) && timeoutSeconds >= 1 && timeoutSeconds <= MAX_TIMEOUT_SECONDS)) {
     throw badInput(`timeoutSeconds must be between 1 and ${MAX_TIMEOUT_SECONDS}`, { field: "timeoutSeconds" });
@@ -204,6 +250,14 @@ function validate(request: CreateFleetCommandRequest): void {
   if (idempotencyKey != null && (idempotencyKey.length < 1 || idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH)) {
     throw badInput(`idempotencyKey must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`, { field: "idempotencyKey" });
   }
+}
+
+/** No field given: the whole tenant. */
+function validateTarget({ deviceIds }: FleetTarget): void {
+  if (deviceIds == null) return;
+  if (deviceIds.length === 0 || deviceIds.length > MAX_TARGET_IDS) throw badInput(`target.deviceIds must hold 1 to ${MAX_TARGET_IDS} ids`, { field: "target.deviceIds" });
+  const bad = deviceIds.findIndex((id) => !DEVICE_ID_PATTERN.test(id));
+  if (bad >= 0) throw badInput(`target.deviceIds[${bad}] is not a valid device id`, { field: "target.deviceIds" });
 }
 
 /** Only the fields given: an absent one matches every device. */

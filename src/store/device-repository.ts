@@ -55,14 +55,16 @@ export class DeviceRepository {
    * Sets and removes keys of `reported`, key by key (so on MongoDB a concurrent change of another key
    * is kept). Keys and values are device JSON, escaped like payloads.
    */
-  async updateReported(id: string, set: Record<string, unknown>, unset: string[], at: Date): Promise<boolean> {
+  async updateReported(id: string, set: Record<string, unknown>, unset: string[], at: Date, { overOlderOnly }: { overOlderOnly: boolean }): Promise<boolean> {
     const path = (key: string) => `reported.${escapeJsonKey(key)}`;
     const update: UpdateFilter<DeviceDocument> = {
       $set: { stateUpdatedAt: at, ...Object.fromEntries(Object.entries(set).map(([key, value]) => [path(key), escapeJsonKeys(value)])) },
     };
     if (unset.length) update.$unset = Object.fromEntries(unset.map((key) => [path(key), ""]));
-    // Only over an older state: of two replicas applying results, the later completion stands.
-    const result = await this.collection.updateOne({ _id: id, $or: [{ stateUpdatedAt: { $exists: false } }, { stateUpdatedAt: { $lte: at } }] }, update);
+    // Only over an older state: of two replicas applying results, the later completion stands. A sole writer
+    // has compared with the state it holds, so it writes by `_id` alone: a point write on any store.
+    const filter: Filter<DeviceDocument> = overOlderOnly ? { _id: id, $or: [{ stateUpdatedAt: { $exists: false } }, { stateUpdatedAt: { $lte: at } }] } : { _id: id };
+    const result = await this.collection.updateOne(filter, update);
     return result.matchedCount === 1;
   }
 

@@ -20,6 +20,33 @@ export interface CommandIdQueries {
   idsWithPendingAlert?(limit: number): Promise<string[]>;
 }
 
+/** One page of the commands list as the store's index answers it: the filters it can index, newest first. */
+export interface CommandIndexQuery {
+  tenant: string;
+  /** Only commands of these sites / types (an operator's sites, an API key's types); absent: any. */
+  sites?: readonly string[];
+  types?: readonly string[];
+  deviceId?: string;
+  statuses?: readonly string[];
+  type?: string;
+  source?: string;
+  /** createdAt >= since, createdAt < until. */
+  since?: Date;
+  until?: Date;
+  /** Strictly after this position in newest-first order (createdAt desc, then _id desc). */
+  after?: { createdAt: Date; id: string };
+  limit: number;
+}
+
+/**
+ * The commands list from an index, for a store that cannot sort or filter on its own without reading every
+ * document (FerretDB v1 on SQLite). Optional: without it the MongoDB query is used (indexed by `tenant_newest`).
+ */
+export interface CommandListIndex {
+  /** Positions of the matching commands, newest first (createdAt desc, `_id` desc), at most `limit`. */
+  newest(query: CommandIndexQuery): Promise<Array<{ id: string; createdAt: Date }>>;
+}
+
 /** MongoDB: `{ _id, v }` is a point filter, and findOneAndUpdate is atomic. */
 export const mongoVersionedWrites: VersionedWrites = {
   async update(collection, id, expectedVersion, update) {

@@ -60,7 +60,7 @@ export interface ConsoleGateway {
  * The gateway as `npm start` runs it (a separate process of dist/src/main.js), on the test store and
  * Mosquitto with a private database and topic prefix, on a port it picks itself.
  */
-export async function startConsoleGateway(env: Record<string, string> = {}): Promise<ConsoleGateway> {
+export async function startConsoleGateway(env: Record<string, string> = {}, { tenant = uniqueName("tenant-") } = {}): Promise<ConsoleGateway> {
   const topicPrefix = uniqueName("b");
   const process = await startGatewayProcess(
     {
@@ -73,7 +73,6 @@ export async function startConsoleGateway(env: Record<string, string> = {}): Pro
       ...env,
     },
   );
-  const tenant = uniqueName("tenant-");
   const devices: DeviceClient[] = [];
   const token = (role: "admin" | "operator" | "viewer", claims: Partial<TokenClaims> = {}, expiresIn?: string | number) =>
     signToken(TEST_JWT_SECRET, { sub: `${role}-user`, tenant, roles: [role], ...claims }, expiresIn as string);

@@ -10,6 +10,7 @@ import {
   FleetCommandsDocument,
   FleetCommandUpdatedDocument,
   PauseFleetCommandDocument,
+  PreviewFleetTargetsDocument,
   ResumeFleetCommandDocument,
   type FleetCommandFieldsFragment,
   type FleetCommandInput,
@@ -195,16 +196,26 @@ describe("fleet commands", () => {
     const p2 = [await register(uniqueName("p2-th-a-"), "plant-2", "thermostat"), await register(uniqueName("p2-th-b-"), "plant-2", "thermostat")];
     const operator = await kit.as("operator", { tenant, sites: ["plant-1"], sub: "op-plant-1" });
 
+    // The preview is the same resolution as creation, and stores nothing.
+    const { previewFleetTargets: preview } = await operator.data(PreviewFleetTargetsDocument, { target: {}, type: SET_TEMPERATURE, payload: { celsius: 21 } });
+    assert.deepEqual([preview.targeted, preview.sendable, preview.skipped], [5, 2, 3]);
+    assert.equal((await operator.data(FleetCommandsDocument, {})).fleetCommands.edges.length, 0, "a preview creates no fleet command");
+    const viewerPreview = await (await kit.as("viewer", { tenant })).errorCode(PreviewFleetTargetsDocument, { target: {}, type: SET_TEMPERATURE, payload: { celsius: 21 } });
+    assert.equal(viewerPreview, "FORBIDDEN");
+    assert.equal(await operator.errorCode(PreviewFleetTargetsDocument, { target: {}, type: SET_TEMPERATURE, payload: { celsius: 99 } }), "BAD_USER_INPUT");
+
     const { createFleetCommand: created } = await operator.data(CreateFleetCommandDocument, {
       input: { name: "whole tenant", target: {}, type: SET_TEMPERATURE, payload: { celsius: 21 } },
     });
     assert.equal(created.targeted, 5);
     assert.equal(created.skipped, 3);
     const reasons = new Map(created.skippedDevices.map((s) => [s.deviceId, s.reason]));
+    assert.deepEqual(preview.skippedDevices, created.skippedDevices, "the preview skipped the same devices for the same reasons");
     for (const device of p2) assert.match(reasons.get(device.id) ?? "", /^FORBIDDEN/);
     assert.match(reasons.get(valve.id) ?? "", /^MODEL/);
     await waitUntil("both plant-1 thermostats have a child", async () => (await childCount(created.id)) === 2);
     const sent = await children(created.id);
+    assert.deepEqual(sent.map((c) => c.deviceId).sort(), [...preview.deviceIds].sort(), "the devices sent to are the preview's");
     assert.ok(sent.every((c) => c.site === "plant-1" && c.issuedBy === "op-plant-1" && c.tenant === tenant));
 
     // A viewer may not create one; another tenant does not see it; the operator cancels its own.

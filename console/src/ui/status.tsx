@@ -1,4 +1,4 @@
-import type { AlertKind, CommandStatus } from "../generated/graphql";
+import type { AlertKind, CommandStatus, FleetCommandStatus } from "../generated/graphql";
 
 /**
  * One word and one colour per command status, used by every view (list, detail, timeline, device page),
@@ -21,6 +21,23 @@ export function StatusBadge({ status }: { status: CommandStatus }) {
   return (
     <span className={`badge status-${status.toLowerCase().replace("_", "-")}`} data-status={status}>
       {STATUS_LABELS[status]}
+    </span>
+  );
+}
+
+export const FLEET_STATUS_LABELS: Record<FleetCommandStatus, string> = {
+  SCHEDULED: "Scheduled",
+  RUNNING: "Running",
+  PAUSED: "Paused",
+  COMPLETED: "Completed",
+  ABORTED: "Aborted",
+  CANCELED: "Canceled",
+};
+
+export function FleetStatusBadge({ status }: { status: FleetCommandStatus }) {
+  return (
+    <span className={`badge fleet-${status.toLowerCase()}`} data-fleet-status={status}>
+      {FLEET_STATUS_LABELS[status]}
     </span>
   );
 }

@@ -1,10 +1,10 @@
-import { useNow, useQuery } from "../api/hooks";
+import { useState } from "react";
+import { useNow, useQuery, useSubscription } from "../api/hooks";
 import { maySend } from "../api/session";
 import { useConsole } from "../api/hooks";
-import { ConsoleDeviceDocument } from "../generated/graphql";
+import { ConsoleDeviceDocument, ConsoleDevicesUpdatedDocument, type DeviceRowFragment } from "../generated/graphql";
 import { ErrorMessage, Loading } from "../ui/states";
 import { OnlineBadge, Time } from "../ui/status";
-import { DEVICE_REFRESH_MS } from "./devices";
 import { LiveCommandList, useLiveCommands } from "./live-commands";
 import { SendForm } from "./send-form";
 
@@ -12,13 +12,16 @@ const RECENT = 20;
 
 export function DeviceDetailView({ id }: { id: string }) {
   const { session } = useConsole();
-  const query = useQuery(ConsoleDeviceDocument, { id }, id, DEVICE_REFRESH_MS);
+  const query = useQuery(ConsoleDeviceDocument, { id }, id);
+  // Online state and last seen, live (deviceUpdated, §6.2).
+  const [live, setLive] = useState<DeviceRowFragment>();
+  useSubscription(ConsoleDevicesUpdatedDocument, { id }, id, ({ deviceUpdated }) => setLive(deviceUpdated));
   const recent = useLiveCommands({ deviceId: id }, undefined, RECENT);
   const now = useNow();
 
   if (query.loading && !query.data) return <Loading what="the device" />;
   if (query.error && !query.data) return <ErrorMessage error={query.error} onRetry={query.reload} />;
-  const device = query.data?.device;
+  const device = live?.id === id ? live : query.data?.device;
   if (!device) {
     return (
       <section>

@@ -1,29 +1,33 @@
 import { useState } from "react";
-import { useNow, useQuery } from "../api/hooks";
-import { ConsoleDevicesDocument } from "../generated/graphql";
+import { useNow, useQuery, useSubscription } from "../api/hooks";
+import { ConsoleDevicesDocument, ConsoleDevicesUpdatedDocument, type DeviceRowFragment } from "../generated/graphql";
 import { href } from "../router";
 import { Empty, ErrorMessage, Loading } from "../ui/states";
 import { OnlineBadge, Time } from "../ui/status";
 
 const PAGE_SIZE = 50;
-/** Presence has no subscription yet (deviceUpdated is §6.2), so the list refreshes itself this often. */
-export const DEVICE_REFRESH_MS = 3000;
 
 export function DevicesView() {
   const [cursors, setCursors] = useState<Array<string | undefined>>([undefined]);
   const after = cursors[cursors.length - 1];
-  const query = useQuery(ConsoleDevicesDocument, { first: PAGE_SIZE, after }, after ?? "", DEVICE_REFRESH_MS);
+  const query = useQuery(ConsoleDevicesDocument, { first: PAGE_SIZE, after }, after ?? "");
+  // Presence and last seen change live (deviceUpdated, §6.2): the newest of each device shown replaces its row.
+  const [updates, setUpdates] = useState<ReadonlyMap<string, DeviceRowFragment>>(new Map());
+  const liveError = useSubscription(ConsoleDevicesUpdatedDocument, {}, "", ({ deviceUpdated }) =>
+    setUpdates((previous) => new Map(previous).set(deviceUpdated.id, deviceUpdated)),
+  );
   const now = useNow();
-  const devices = query.data?.devices.edges.map((e) => e.node) ?? [];
+  const devices = query.data?.devices.edges.map((e) => updates.get(e.node.id) ?? e.node) ?? [];
   return (
     <section aria-labelledby="devices-title">
       <h1 id="devices-title">Devices</h1>
       {query.error && <ErrorMessage error={query.error} onRetry={query.reload} />}
+      {liveError && <ErrorMessage error={liveError} onRetry={query.reload} />}
       {query.loading && !query.data && <Loading what="devices" />}
       {query.data && devices.length === 0 && <Empty>No devices are visible to you.</Empty>}
       {devices.length > 0 && (
         <table>
-          <caption>Devices; online state refreshes every {DEVICE_REFRESH_MS / 1000} s</caption>
+          <caption>Devices; online state and last seen change live</caption>
           <thead>
             <tr>
               <th scope="col">Device</th>
