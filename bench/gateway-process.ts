@@ -2,6 +2,7 @@ import { startGateway } from "../src/app";
 import { systemClock } from "../src/clock";
 import { loadConfig } from "../src/config";
 import { createLogger } from "../src/logger";
+import { startTracing } from "../src/observability/tracing";
 import { memoryAfterGc, serveParent, type ReadyMessage } from "./ipc";
 import { countCommandStoreOpsById, countStoreOps, countStoreOpsByCollection } from "./store-ops";
 
@@ -12,6 +13,8 @@ import { countCommandStoreOpsById, countStoreOps, countStoreOpsByCollection } fr
  * client has command monitoring on, so every store command it issues is counted.
  */
 async function main(): Promise<void> {
+  // As src/main.ts does: tracing on when OTEL_EXPORTER_OTLP_ENDPOINT is set (bench/tracing.ts).
+  const tracing = await startTracing();
   const gateway = await startGateway(loadConfig(process.env), createLogger(process.env.LOG_LEVEL ?? "warn"), systemClock, { monitorStoreCommands: true });
   const storeOps = countStoreOps(gateway.storeClient);
   const storeOpsByCollection = countStoreOpsByCollection(gateway.storeClient);
@@ -24,7 +27,10 @@ async function main(): Promise<void> {
       if (request.kind === "commandStoreOps") return commandStoreOps(request.ids);
       throw new Error(`unknown request ${request.kind}`);
     },
-    () => gateway.stop(),
+    async () => {
+      await gateway.stop();
+      await tracing.shutdown();
+    },
   );
   const ready: ReadyMessage = { kind: "ready", port: gateway.port, mqttUrl: gateway.mqttUrl, mongodbUri: gateway.mongodbUri };
   process.send!(ready);

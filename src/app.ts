@@ -36,6 +36,7 @@ import type { Logger } from "./logger";
 import { MqttConnection } from "./mqtt/connection";
 import { createTopics } from "./mqtt/topics";
 import { Metrics } from "./observability/metrics";
+import { inSpan, SpanKind } from "./observability/tracing";
 import { LimitValidators } from "./payload-limits/limit-schema";
 import { PayloadLimitService } from "./payload-limits/payload-limit-service";
 import { PayloadLimits } from "./payload-limits/payload-limits";
@@ -236,7 +237,13 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     };
     const catalog = new CommandCatalog();
     const lifecycle = new CommandLifecycle(commandRepository, activeCommands, clock, metrics);
-    lifecycle.onTransition((command) => pubSub.publish(Topic.CommandUpdated, toCommandUpdate(command)));
+    lifecycle.onTransition((command, change) =>
+      inSpan(
+        "subscription commandUpdated",
+        { kind: SpanKind.PRODUCER, parent: command.traceparent, attributes: { "command.id": command.id, "command.status": command.status, "command.change": change } },
+        () => pubSub.publish(Topic.CommandUpdated, toCommandUpdate(command)),
+      ),
+    );
     // Other replicas' changes keep this replica's memory current (its own echo changes nothing).
     onBus(pubSub.subscribe(Topic.CommandUpdated), (command) => activeCommands.observe(command as Command));
     onBus(pubSub.subscribe(Topic.DeviceRegistered), (device) => deviceDirectory.registered(device));
@@ -341,9 +348,13 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const retention = new Retention(
       commandRepository,
       alertRepository,
+      { deliveries: deliveryRepository, webhooks: webhookRepository },
       commandIds,
       { repository: fleetCommandRepository, ids: storePorts?.fleetIdQueries ?? mongoFleetIdQueries(fleetCommandRepository.collection) },
-      config.retentionDays, clock, log.child({ component: "retention" }));
+      config.retentionDays,
+      clock,
+      log.child({ component: "retention" }),
+    );
     retention.start();
     stack.push(() => retention.stop());
     const presence = new PresenceIngest(
@@ -410,7 +421,9 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const ruleService = new RuleService(ruleRepository, deviceRepository, catalog, enabledRules, clock);
     const ruleEngine = new RuleEngine(ruleRepository, enabledRules, commandService, clock, metrics, log.child({ component: "rules" }));
     const telemetry = new TelemetryIngest(deviceRepository, ruleEngine, deviceState, clock, metrics, log.child({ component: "telemetry" }));
-    await mqtt.subscribe(topics.allDevices("telemetry"), onDeviceMessage((id, payload) => telemetry.handle(id, payload)), {
+    // A rule-fired command's trace starts at the telemetry message that fired it.
+    const telemetrySpan = (deviceId: string) => ({ kind: SpanKind.CONSUMER, root: true, attributes: { "messaging.system": "mqtt", "device.id": deviceId } });
+    await mqtt.subscribe(topics.allDevices("telemetry"), onDeviceMessage((id, payload) => inSpan("telemetry.message", telemetrySpan(id), () => telemetry.handle(id, payload))), {
       sharedGroup: config.mqttSharedGroup,
     });
 

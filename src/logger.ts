@@ -1,12 +1,17 @@
 import pino from "pino";
+import { traceLogFields } from "./observability/tracing";
 
 export type Logger = pino.Logger;
 
-/** JSON logs on stdout (pino); `LOG_LEVEL` sets the level. Secrets are redacted wherever they might appear. */
+/**
+ * JSON logs on stdout (pino); `LOG_LEVEL` sets the level. Secrets are redacted wherever they might appear.
+ * A line written while a span is active carries its `trace_id` and `span_id`.
+ */
 export function createLogger(level = process.env.LOG_LEVEL ?? "info"): Logger {
   return pino({
     level,
     base: { service: "iot-gateway" },
+    mixin: traceLogFields,
     redact: { paths: ["*.authorization", "*.password", "*.apiKey", "*.key", "*.token", "*.secret"], censor: "[redacted]" },
   });
 }

@@ -2,6 +2,7 @@ import { startGateway } from "./app";
 import { ConfigError, loadConfig } from "./config";
 import { demoInstructions, startDemo } from "./demo/demo";
 import { createLogger, withoutCredentials } from "./logger";
+import { startTracing } from "./observability/tracing";
 
 const SHUTDOWN_LIMIT_MS = 8_000;
 
@@ -19,6 +20,9 @@ async function main(): Promise<void> {
   }
   const log = createLogger();
   const started = Date.now();
+  // Before the gateway: what it starts runs in the SDK's context manager.
+  const tracing = await startTracing();
+  if (tracing.enabled) log.info({ endpoint: withoutCredentials(process.env.OTEL_EXPORTER_OTLP_ENDPOINT!) }, "tracing on (OTLP/HTTP)");
   const gateway = await startGateway(config, log);
   let stopDemo = async () => {};
   if (config.demo && !config.mongodbUri && gateway.generatedJwtSecret) {
@@ -44,6 +48,7 @@ async function main(): Promise<void> {
     force.unref();
     await stopDemo();
     await gateway.stop();
+    await tracing.shutdown().catch((error: Error) => log.warn({ err: error.message }, "spans not exported at shutdown"));
     log.info("stopped");
     process.exit(0);
   };

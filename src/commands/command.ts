@@ -75,6 +75,8 @@ export interface Command {
   pendingAlert?: PendingAlert;
   /** Set on the children of a fleet command (CONTRACT §6.3). */
   fleetCommandId?: string;
+  /** W3C trace context of the request that created it (tracing on): later work on it joins that trace. */
+  traceparent?: string;
 }
 
 export interface PendingAlert {

@@ -3,6 +3,7 @@ import { faultPoint } from "../common/fault-points";
 import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
+import { activeTraceparent, bindToActive, inSpan, inTraceOf, SpanKind } from "../observability/tracing";
 import type { DeviceDirectory } from "../devices/device-directory";
 import type { DispatchLeases } from "./dispatch-leases";
 import type { ActiveCommands } from "./active-commands";
@@ -145,7 +146,7 @@ export class Dispatcher {
       if (!next) return;
       tried.add(next.id);
       if (!(await this.holdLease(deviceId))) return;
-      const command = await this.claim(next);
+      const command = await inTraceOf(next.traceparent, () => this.claim(next));
       if (!command) continue;
       faultPoint("after-claim");
       let marked: Promise<{ done: Promise<unknown> }> | undefined;
@@ -159,8 +160,17 @@ export class Dispatcher {
     }
   }
 
-  /** Publishes the command and notes when (before the broker has it, so a later announcement is later). */
+  /**
+   * Publishes the command and notes when (before the broker has it, so a later announcement is later).
+   * In a span of the command's trace that ends at the broker's acknowledgement; the message carries
+   * that span's traceparent, so a device that echoes it puts its replies under it.
+   */
   private publishing(command: Command, onAcked?: () => void): Promise<void> {
+    const attributes = { "messaging.system": "mqtt", "messaging.operation.type": "send", "command.id": command.id, "command.attempt": command.attempt, "command.device_id": command.deviceId };
+    return inSpan("command.publish", { kind: SpanKind.PRODUCER, parent: command.traceparent, attributes }, () => this.publishNow(command, onAcked && bindToActive(onAcked)));
+  }
+
+  private publishNow(command: Command, onAcked?: () => void): Promise<void> {
     this.publishedAt.set(command.id, this.clock.now().getTime());
     if (this.publishedAt.size > this.prunePublishedAbove) {
       for (const id of this.publishedAt.keys()) {
@@ -169,7 +179,7 @@ export class Dispatcher {
       }
       this.prunePublishedAbove = 2 * this.publishedAt.size + PUBLISHED_KEPT;
     }
-    return this.publish(command, encodeCommandMessage(command), onAcked);
+    return this.publish(command, encodeCommandMessage(command, activeTraceparent()), onAcked);
   }
 
   /** The first-due QUEUED command that is this replica's to send: unclaimed, due and not expired, its own, or a dead dispatcher's. */

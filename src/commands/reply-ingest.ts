@@ -3,6 +3,7 @@ import { faultPoint } from "../common/fault-points";
 import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
+import { annotate, inSpan, SpanKind, tracingEnabled } from "../observability/tracing";
 import type { DeviceDirectory } from "../devices/device-directory";
 import type { CommandRepository } from "../store/command-repository";
 import { isStoreUnavailableError } from "../store/database";
@@ -57,12 +58,32 @@ export class ReplyIngest {
 
   async handle(deviceId: string, payload: Buffer): Promise<ReplyOutcome> {
     const reply = parseReply(payload);
-    const outcome = typeof reply === "string" ? reply : await this.applyBounded(deviceId, reply);
+    if (typeof reply === "string") return this.counted(deviceId, reply);
+    return this.traced(deviceId, reply, async () => this.counted(deviceId, await this.applyBounded(deviceId, reply)));
+  }
+
+  private counted(deviceId: string, outcome: ReplyOutcome): ReplyOutcome {
     if (outcome !== "applied") {
       this.metrics.repliesRejected.inc({ reason: outcome });
       this.log.debug({ deviceId, outcome }, "reply rejected");
     }
     return outcome;
+  }
+
+  /**
+   * Applied in a span of the command's trace: under the publish span when the device echoed the
+   * traceparent, else under the request that created the command (its stored traceparent, read from
+   * the store when memory does not hold the command: a reply after a restart or on another replica).
+   */
+  private async traced(deviceId: string, reply: DeviceReply, apply: () => Promise<ReplyOutcome>): Promise<ReplyOutcome> {
+    if (!tracingEnabled()) return apply();
+    const stored = (this.active.get(reply.id) ?? (await this.commands.findById(reply.id).catch(() => null)))?.traceparent;
+    const attributes = { "messaging.system": "mqtt", "messaging.operation.type": "process", "command.id": reply.id, "command.device_id": deviceId, "command.reply.traceparent_echoed": reply.traceparent !== undefined };
+    return inSpan(`command.reply ${reply.status}`, { kind: SpanKind.CONSUMER, parent: [reply.traceparent, stored], attributes }, async () => {
+      const outcome = await apply();
+      annotate({ "command.reply.outcome": outcome });
+      return outcome;
+    });
   }
 
   private async applyBounded(deviceId: string, reply: DeviceReply): Promise<ReplyOutcome> {

@@ -14,6 +14,8 @@ export interface DeviceCommand {
   attempt: number;
   issuedAt: string;
   expiresAt: string | null;
+  /** W3C trace context of the gateway's publish (CONTRACT §6.5), echoed in every reply so they join its trace. */
+  traceparent?: string;
 }
 
 export interface DeviceError {
@@ -25,11 +27,15 @@ export interface DeviceError {
 export type CommandOutcome = { result?: Record<string, unknown> } | { error: DeviceError };
 export type CommandHandler = (command: DeviceCommand) => Promise<CommandOutcome> | CommandOutcome;
 
-/** Every reply carries the attempt it answers, so the gateway can ignore replies to an older attempt. */
-export type DeviceReply =
+/**
+ * Every reply carries the attempt it answers, so the gateway can ignore replies to an older attempt,
+ * and the command's traceparent when it had one.
+ */
+export type DeviceReply = (
   | { id: string; status: "DELIVERED"; attempt: number }
   | { id: string; status: "SUCCEEDED"; result: Record<string, unknown>; attempt: number }
-  | { id: string; status: "FAILED"; error: DeviceError; attempt: number };
+  | { id: string; status: "FAILED"; error: DeviceError; attempt: number }
+) & { traceparent?: string };
 
 /** The final answer the device gave for a command id: what makes redelivery and retry safe. */
 export type ExecutionOutcome =
@@ -280,7 +286,7 @@ export class DeviceClient extends EventEmitter<DeviceClientEvents> {
   private async process(command: DeviceCommand, acknowledged: boolean): Promise<void> {
     const inProgress = this.running.get(command.id);
     if (inProgress) {
-      if (!acknowledged) this.reply({ id: command.id, status: "DELIVERED", attempt: command.attempt });
+      if (!acknowledged) this.reply(command, { id: command.id, status: "DELIVERED", attempt: command.attempt });
       if (command.attempt > inProgress.attempt) {
         await inProgress.done;
         await this.process(command, true);
@@ -290,9 +296,10 @@ export class DeviceClient extends EventEmitter<DeviceClientEvents> {
     let finished!: () => void;
     this.running.set(command.id, { attempt: command.attempt, done: new Promise<void>((resolve) => (finished = resolve)) });
     try {
-      if (!acknowledged) this.reply({ id: command.id, status: "DELIVERED", attempt: command.attempt });
+      if (!acknowledged) this.reply(command, { id: command.id, status: "DELIVERED", attempt: command.attempt });
       const outcome = await this.decide(command);
       this.reply(
+        command,
         outcome.status === "SUCCEEDED"
           ? { id: command.id, status: "SUCCEEDED", result: outcome.result, attempt: command.attempt }
           : { id: command.id, status: "FAILED", error: outcome.error, attempt: command.attempt },
@@ -331,7 +338,8 @@ export class DeviceClient extends EventEmitter<DeviceClientEvents> {
   }
 
   /** Published on whatever connection is current: a reply finished after a restart still goes out. */
-  private reply(reply: DeviceReply): void {
+  private reply(command: DeviceCommand, answer: DeviceReply): void {
+    const reply: DeviceReply = command.traceparent ? { ...answer, traceparent: command.traceparent } : answer;
     const client = this.client;
     if (!client) {
       // Stopped: the outcome is stored, so a redelivery after the next start is answered from it.
@@ -355,13 +363,13 @@ function parseCommand(payload: Buffer): DeviceCommand | undefined {
     return undefined;
   }
   if (!isObject(message)) return undefined;
-  const { id, type, payload: body, attempt, issuedAt, expiresAt } = message;
+  const { id, type, payload: body, attempt, issuedAt, expiresAt, traceparent } = message;
   if (typeof id !== "string" || id === "" || typeof type !== "string") return undefined;
   if (typeof attempt !== "number" || !Number.isInteger(attempt) || attempt < 1) return undefined;
   if (typeof issuedAt !== "string") return undefined;
   if (body !== undefined && body !== null && !isObject(body)) return undefined;
   if (expiresAt !== undefined && expiresAt !== null && (typeof expiresAt !== "string" || Number.isNaN(Date.parse(expiresAt)))) return undefined;
-  return { id, type, payload: body ?? {}, attempt, issuedAt, expiresAt: expiresAt ?? null };
+  return { id, type, payload: body ?? {}, attempt, issuedAt, expiresAt: expiresAt ?? null, ...(typeof traceparent === "string" ? { traceparent } : {}) };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

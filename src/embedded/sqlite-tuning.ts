@@ -23,7 +23,20 @@ const DEVICE_ID = field("deviceId");
 export const VERSION_GUARD_MESSAGE = "stale write rejected by version guard";
 
 /** Collections written per command or per event: each gets the `_id` index FerretDB's SQL can use. */
-export const HOT_COLLECTIONS = ["commands", "devices", "alerts", "dispatch_leases", "rules", "rule_stats", "rule_firings", "fleet_commands", "fleet_targets"] as const;
+export const HOT_COLLECTIONS = [
+  "commands",
+  "devices",
+  "alerts",
+  "dispatch_leases",
+  "rules",
+  "rule_stats",
+  "rule_firings",
+  "fleet_commands",
+  "fleet_targets",
+  // Written per alert and attempt, and deleted by `_id` by retention.
+  "alert_deliveries",
+  "alert_delivery_attempts",
+] as const;
 /** Collections whose updates must each set `v` to the stored value + 1 (compare-and-set by `_id`). */
 export const VERSIONED_COLLECTIONS = ["commands"] as const;
 

@@ -45,6 +45,8 @@ export interface FleetCommand {
   creator: Principal;
   createdAt: Date;
   updatedAt: Date;
+  /** W3C trace context of the request that created it (tracing on): each child's trace links to it. */
+  traceparent?: string;
   startAt?: Date;
   startedAt?: Date;
   finishedAt?: Date;

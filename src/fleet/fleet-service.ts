@@ -13,6 +13,7 @@ import type { ActiveCommands } from "../commands/active-commands";
 import { cancelQueuedChildren } from "./fleet-children";
 import { childKey, isFinished, type AbortRule, type FleetCommand, type FleetCommandStatus, type FleetTarget, type SkippedDevice } from "./fleet-command";
 import type { FleetTargets } from "./fleet-targets";
+import { activeTraceparent } from "../observability/tracing";
 
 export interface CreateFleetCommandRequest {
   name: string;
@@ -117,6 +118,7 @@ export class FleetCommandService {
       creator: creator as Principal,
       createdAt: now,
       updatedAt: now,
+      traceparent: activeTraceparent(),
       startAt: request.startAt ?? undefined,
       startedAt: scheduled ? undefined : now,
       timeoutSeconds: request.timeoutSeconds ?? undefined,

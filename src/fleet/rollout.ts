@@ -19,6 +19,7 @@ import {
   type SkippedDevice,
 } from "./fleet-command";
 import type { FleetTargets } from "./fleet-targets";
+import { inSpan } from "../observability/tracing";
 import { SendWindow } from "./send-window";
 
 /** Children being sent at once, at most (enough for 100,000 per minute over a store round trip of a few ms) and at least. */
@@ -234,15 +235,19 @@ export class Rollout {
     const deviceId = this.deviceIds[index]!;
     const fleet = this.fleet;
     try {
-      const child = await this.ports.send.send(this.principal, {
-        deviceId,
-        type: fleet.type,
-        payload: fleet.payload,
-        timeoutSeconds: fleet.timeoutSeconds,
-        expiresInSeconds: fleet.expiresInSeconds,
-        idempotencyKey: childKey(fleet.id, deviceId),
-        fleetCommandId: fleet.id,
-      });
+      // Each child is a trace of its own (a fleet of thousands is not one trace), linked to the fleet command's.
+      const span = { root: true, links: [fleet.traceparent], attributes: { "fleet_command.id": fleet.id, "command.device_id": deviceId } };
+      const child = await inSpan("fleet.child", span, () =>
+        this.ports.send.send(this.principal, {
+          deviceId,
+          type: fleet.type,
+          payload: fleet.payload,
+          timeoutSeconds: fleet.timeoutSeconds,
+          expiresInSeconds: fleet.expiresInSeconds,
+          idempotencyKey: childKey(fleet.id, deviceId),
+          fleetCommandId: fleet.id,
+        }),
+      );
       this.observe(child);
       // Started just as the fleet command was canceled or aborted: it must not run.
       if (isFinished(this.fleet.status) && child.status === "QUEUED") await this.cancelQueued();

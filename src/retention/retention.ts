@@ -1,7 +1,10 @@
 import { possibleAlertIds } from "../alerts/alert-service";
 import type { Clock } from "../clock";
 import type { Logger } from "../logger";
+import { deliveryIdOf } from "../alerts/webhooks/alert-webhook";
+import type { AlertDeliveryRepository } from "../store/alert-delivery-repository";
 import type { AlertRepository } from "../store/alert-repository";
+import type { AlertWebhookRepository } from "../store/alert-webhook-repository";
 import type { CommandRepository } from "../store/command-repository";
 import { fleetAbortAlertId } from "../fleet/fleet-command";
 import type { FleetCommandRepository } from "../store/fleet-command-repository";
@@ -19,11 +22,14 @@ export interface FleetRetention {
 }
 
 /**
- * Deletes commands that have been final for longer than the retention period, and their resolved
- * alerts (RETENTION_DAYS, CONTRACT §6.5), then fleet commands finished (COMPLETED, ABORTED, CANCELED)
- * for as long, with their target chunks and resolved abort alert: at start, then hourly. Ids come from
- * an indexed lookup and every delete is a point operation by `_id`, so the cost follows what is
- * deleted, not what is kept. A fleet command's children are commands: they go by the commands' rule.
+ * Deletes commands that have been final for longer than the retention period, their resolved
+ * alerts, and the ended webhook deliveries of their alerts with their attempt claims (RETENTION_DAYS,
+ * CONTRACT §6.5), then fleet commands finished (COMPLETED, ABORTED, CANCELED) for as long, with their
+ * target chunks and resolved abort alert: at start, then hourly. Ids come from an indexed lookup (the
+ * commands, the fleet commands) or follow from them (alert ids from the command, delivery ids from
+ * alert and webhook, claim ids from the attempts), and every delete is a point operation by `_id`, so
+ * the cost follows what is deleted, not what is kept. A delivery still PENDING is left to its worker.
+ * A fleet command's children are commands: they go by the commands' rule.
  */
 export class Retention {
   private timer?: NodeJS.Timeout;
@@ -33,6 +39,7 @@ export class Retention {
   constructor(
     private readonly commands: CommandRepository,
     private readonly alerts: AlertRepository,
+    private readonly alertDeliveries: { deliveries: AlertDeliveryRepository; webhooks: Pick<AlertWebhookRepository, "forTenant"> },
     private readonly ids: Pick<CommandIdQueries, "finalIdsUpdatedBefore">,
     private readonly fleets: FleetRetention,
     private readonly days: number,
@@ -67,13 +74,23 @@ export class Retention {
 
   private async purgeCommands(before: Date): Promise<number> {
     let deleted = 0;
+    // A tenant's webhooks, read once a round (a handful per tenant).
+    const webhookIds = new Map<string, string[]>();
+    const webhooksOf = async (tenant: string) => {
+      let ids = webhookIds.get(tenant);
+      if (!ids) webhookIds.set(tenant, (ids = (await this.alertDeliveries.webhooks.forTenant(tenant)).map((webhook) => webhook.id)));
+      return ids;
+    };
     while (!this.stopped) {
       const ids = await this.ids.finalIdsUpdatedBefore(before, BATCH);
       for (const id of ids) {
         const command = await this.commands.findById(id);
         if (!command) continue;
-        // Alerts first: a crash in between leaves a command without its resolved alerts, never an alert without its command.
-        for (const alertId of possibleAlertIds(command)) await this.alerts.deleteIfResolved(alertId);
+        // Deliveries, then alerts, then the command: a crash in between leaves a parent without children, never the reverse.
+        for (const alertId of possibleAlertIds(command)) {
+          for (const webhookId of await webhooksOf(command.tenant)) await this.alertDeliveries.deliveries.deleteEnded(deliveryIdOf(alertId, webhookId));
+          await this.alerts.deleteIfResolved(alertId);
+        }
         if (await this.commands.delete(id)) deleted++;
       }
       if (ids.length < BATCH) break;

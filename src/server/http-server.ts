@@ -20,6 +20,7 @@ import { credentialsFromConnectionParams, credentialsFromHeaders, principalForRe
 import { mountConsole } from "./console-routes";
 import { createFormatError } from "./format-error";
 import { refuseOperation } from "./operation-guards";
+import { annotate, inSpan, SpanKind, tracingEnabled } from "../observability/tracing";
 import { sharedSubscribe } from "./shared-subscriptions";
 
 export interface HttpServerOptions {
@@ -144,6 +145,10 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
         async requestDidStart() {
           return {
             async didResolveOperation({ operation }) {
+              // The request's span (below) gets the operation's name: "mutation SendCommand".
+              const type = operation?.operation ?? "operation";
+              const name = operation?.name?.value;
+              annotate({ "graphql.operation.type": type, ...(name ? { "graphql.operation.name": name } : {}) }, name ? `${type} ${name}` : type);
               const refusal = refuseOperation(operation?.operation, "http", options.isStoreAvailable);
               if (refusal) throw refusal;
             },
@@ -178,6 +183,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
       ? [cors({ origin: options.corsOrigins, methods: ["GET", "POST"], allowedHeaders: ["content-type", "authorization", "x-api-key"], maxAge: 600 })]
       : []),
     express.json({ limit: MAX_BODY_BYTES }),
+    ...(tracingEnabled() ? [graphqlRequestSpan] : []),
     expressMiddleware(apollo, {
       context: async ({ req }) => ({ principal: await principalForRequest(authenticator, credentialsFromHeaders(req.headers)) }),
     }),
@@ -202,6 +208,20 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     },
   };
 }
+
+/**
+ * A GraphQL request's span (tracing on), from after the body is read (its stream callbacks would run
+ * outside it) until the response is sent; a caller's W3C `traceparent` header makes it a child of the caller's.
+ */
+const graphqlRequestSpan: express.RequestHandler = (req, res, next) => {
+  const traceparent = typeof req.headers.traceparent === "string" ? req.headers.traceparent : undefined;
+  void inSpan("graphql.request", { kind: SpanKind.SERVER, parent: traceparent, attributes: { "http.request.method": req.method } }, () =>
+    new Promise<void>((resolve) => {
+      res.once("close", resolve);
+      next();
+    }),
+  );
+};
 
 function routeLabel(path: string): string {
   if (path === "/console" || path.startsWith("/console/")) return "/console";

@@ -89,6 +89,18 @@ export class AlertDeliveryRepository {
     await this.claims.deleteMany({ deliveryId });
   }
 
+  /**
+   * Deletes a delivery that has ended (DELIVERED or FAILED) and the claims of its attempts, claims first;
+   * `false` when it does not exist or is still PENDING. Point operations by `_id` only (retention): the
+   * claims' ids follow from the attempts, one more for a claim whose attempt a crash left unrecorded.
+   */
+  async deleteEnded(id: string): Promise<boolean> {
+    const delivery = await this.collection.findOne({ _id: id });
+    if (!delivery || delivery.status === "PENDING") return false;
+    for (let attempt = 1; attempt <= delivery.attempts + 1; attempt++) await this.claims.deleteOne({ _id: `${id}#${attempt}` });
+    return (await this.collection.deleteOne({ _id: id })).deletedCount === 1;
+  }
+
   /** A deleted webhook takes its deliveries along. */
   async deleteForWebhook(webhookId: string): Promise<void> {
     await this.collection.deleteMany({ webhookId });

@@ -6,6 +6,7 @@ import { findOneInScope } from "./find-in-scope";
 import { ensureIndexes } from "./indexes";
 import { allIndexes, mongoVersionedWrites, type CommandIndexQuery, type CommandListIndex, type IndexFilter, type VersionedWrites } from "./store-ports";
 import { escapeJsonKeys, unescapeJsonKeys } from "./json-keys";
+import { inSpan, SpanKind, type SpanOptions } from "../observability/tracing";
 
 /** The most positions one refill of an index-answered page asks for (and documents it reads). */
 const MAX_REFILL_BATCH = 400;
@@ -52,7 +53,7 @@ export class CommandRepository {
 
   /** Inserts a new command; `false` when a command with that id already exists (an idempotent resend). */
   async insert(command: Command): Promise<boolean> {
-    return insertUnique(this.collection, toDocument(command));
+    return inSpan("store commands.insert", storeSpan("insert", command), () => insertUnique(this.collection, toDocument(command)));
   }
 
   /** Documents written before versions existed get `v: 0` (once; later starts find none). */
@@ -71,6 +72,10 @@ export class CommandRepository {
    * when the stored version is no longer `base.v` (someone else changed it: re-read and re-evaluate).
    */
   async write(base: Command, next: Command, changed: ReadonlySet<keyof Command>): Promise<Command | null> {
+    return inSpan("store commands.update", storeSpan("update", base, { "command.v": base.v, "command.status": next.status }), () => this.writeVersioned(base, next, changed));
+  }
+
+  private async writeVersioned(base: Command, next: Command, changed: ReadonlySet<keyof Command>): Promise<Command | null> {
     const set: Record<string, unknown> = {};
     const unset: Record<string, ""> = {};
     for (const field of changed) {
@@ -153,6 +158,15 @@ export class CommandRepository {
   async count(filter: Filter<CommandDocument> = {}): Promise<number> {
     return this.collection.countDocuments(filter);
   }
+}
+
+/** A span of our own around a store call, in the command's trace (CLIENT, database semantic conventions). */
+function storeSpan(operation: string, command: Command, attributes: Record<string, string | number> = {}): SpanOptions {
+  return {
+    kind: SpanKind.CLIENT,
+    parent: command.traceparent,
+    attributes: { "db.system.name": "mongodb", "db.collection.name": "commands", "db.operation.name": operation, "command.id": command.id, ...attributes },
+  };
 }
 
 function queryConditions(query: CommandQuery): Filter<CommandDocument>[] {

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { describe, it } from "node:test";
 import { parse } from "yaml";
 import { Metrics } from "../../src/observability/metrics";
@@ -67,16 +68,32 @@ describe("deploy/: the production shape", () => {
     for (const name of used) assert.ok(known.has(name), `${name} is a gateway metric`);
   });
 
-  it("`docker compose config` accepts the file", (t) => {
-    const version = spawnSync("docker", ["compose", "version"], { encoding: "utf8" });
-    if (version.status !== 0) {
-      t.skip(`docker compose is not available here (${(version.error?.message ?? version.stderr).trim().split("\n")[0]}); the checks above ran without it`);
+  it("`docker compose config` (or docker-compose 1.29's) accepts the file, and refuses a broken one", (t) => {
+    const cli = composeCli();
+    if (typeof cli === "string") {
+      t.skip(`neither docker compose nor docker-compose is available here (${cli}); the checks above ran without it`);
       return;
     }
-    const result = spawnSync("docker", ["compose", "-f", resolve(DEPLOY, "compose.yaml"), "config", "--quiet"], {
-      encoding: "utf8",
-      env: { ...process.env, ...SECRETS },
-    });
-    assert.equal(result.status, 0, result.stderr);
+    const config = (file: string) => spawnSync(cli.command, [...cli.args, "-f", file, "config", "--quiet"], { encoding: "utf8", env: { ...process.env, ...SECRETS } });
+    const result = config(resolve(DEPLOY, "compose.yaml"));
+    assert.equal(result.status, 0, `${cli.command} ${cli.args.join(" ")}: ${result.stderr}`);
+    // The same check on a file with an error: the check can fail.
+    const dir = mkdtempSync(join(tmpdir(), "compose-"));
+    try {
+      const broken = join(dir, "compose.yaml");
+      writeFileSync(broken, read("compose.yaml").replace('ports: ["4318:4318"]', 'ports: ["4318:4318"]\n    depends_on: [no-such-service]'));
+      assert.notEqual(config(broken).status, 0, "a compose file naming a missing service is refused");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
+
+/** The Compose v2 plugin when the docker client has it, else Debian's docker-compose 1.29; a string says why neither. */
+function composeCli(): { command: string; args: string[] } | string {
+  const plugin = spawnSync("docker", ["compose", "version"], { encoding: "utf8" });
+  if (plugin.status === 0) return { command: "docker", args: ["compose"] };
+  const standalone = spawnSync("docker-compose", ["version"], { encoding: "utf8" });
+  if (standalone.status === 0) return { command: "docker-compose", args: [] };
+  return (standalone.error?.message ?? standalone.stderr ?? plugin.stderr).trim().split("\n")[0] ?? "not found";
+}

@@ -52,6 +52,14 @@ describe("encodeCommandMessage (CONTRACT §5)", () => {
     }
   });
 
+  it("carries the traceparent it is given (§6.5) last, and none otherwise; never the stored one", () => {
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const stored = command({ traceparent: "00-11111111111111111111111111111111-2222222222222222-01" });
+    assert.deepEqual(Object.keys(JSON.parse(encodeCommandMessage(stored, traceparent))), ["id", "type", "payload", "attempt", "issuedAt", "expiresAt", "traceparent"]);
+    assert.equal(JSON.parse(encodeCommandMessage(stored, traceparent)).traceparent, traceparent);
+    assert.equal("traceparent" in JSON.parse(encodeCommandMessage(stored)), false);
+  });
+
   it("issuedAt is the creation time, not the update time", () => {
     assert.equal(JSON.parse(encodeCommandMessage(command())).issuedAt, CREATED.toISOString());
   });
@@ -74,6 +82,15 @@ describe("deviceReplySchema: accepts the three reply shapes of CONTRACT §5", ()
       assert.equal(parsed.data.status, (reply as { status: string }).status);
     });
   }
+
+  it("keeps an echoed traceparent, and drops one that is not a string instead of refusing the reply", () => {
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const parsed = deviceReplySchema.parse({ id: "cmd-1", status: "DELIVERED", traceparent });
+    assert.equal(parsed.traceparent, traceparent);
+    const junk = deviceReplySchema.safeParse({ id: "cmd-1", status: "SUCCEEDED", result: {}, traceparent: { x: 1 } });
+    assert.equal(junk.success, true);
+    assert.equal(junk.data?.traceparent, undefined);
+  });
 
   it("keeps the result and the error it parsed", () => {
     const ok = deviceReplySchema.parse({ id: "c", status: "SUCCEEDED", result: { celsius: 21 } });

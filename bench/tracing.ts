@@ -1,0 +1,249 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { MongoClient } from "mongodb";
+import { signToken } from "../src/auth/jwt";
+import { OtlpReceiver } from "../test/kit/otlp-receiver";
+import { benchDevice, forkChild, stopChild } from "./children";
+import { runClosedLoop, type RunResult, type Side } from "./closed-loop";
+import { CollectionKeeper } from "./collection-keeper";
+import { GatewayApi } from "./gateway-api";
+import { ChildChannel } from "./ipc";
+import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readProcStats } from "./proc-cpu";
+import { median, percentiles, round, spread, type Percentiles, type Spread } from "./stats";
+
+const USAGE = "usage: npm run bench:tracing [-- --quick] [--sampler-ratio R] [--out FILE]";
+const JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnop";
+const TENANT = "bench";
+const DATABASE = "bench_gateway";
+/** The issue's target: tracing on costs at most this share of throughput and of p99. */
+const TARGET_COST = 0.1;
+
+const PLANS = {
+  quick: { levels: [4], levelMs: 3_000, repeats: 3, warmupMs: 2_000, devices: 20 },
+  full: { levels: [1, 4, 16], levelMs: 6_000, repeats: 5, warmupMs: 4_000, devices: 50 },
+};
+type Mode = "off" | "on";
+const MODES: Mode[] = ["off", "on"];
+
+interface ModeLevel {
+  /** Median of the runs. */
+  commandsPerSec: number;
+  spread: Spread;
+  completed: number;
+  failed: number;
+  /** Over every completed command of every run. */
+  latencyMs: Percentiles;
+  runs: number[];
+  /**
+   * CPU time the gateway process (and, apart, its FerretDB) spent per completed command, median of the
+   * runs: what tracing adds, and much less moved than throughput by other load on the machine.
+   */
+  gatewayCpuMsPerCommand: number;
+  storeCpuMsPerCommand: number;
+}
+
+interface TracingBenchResult {
+  at: string;
+  command: string;
+  cpus: number;
+  cpuModel: string;
+  node: string;
+  store: string;
+  broker: string;
+  loadAverage: { start: number[]; end: number[] };
+  plan: (typeof PLANS)["full"];
+  /** Share of traces the traced gateway sampled (1: all). */
+  samplerRatio: number;
+  levels: Array<{ concurrency: number; off: ModeLevel; on: ModeLevel; throughputCostPercent: number; p99CostPercent: number; gatewayCpuCostPercent: number }>;
+  /** What the OTLP sink in the bench process received from the traced gateway. */
+  spansExported: number;
+  exportRequests: number;
+  targets: Array<{ name: string; detail: string; pass: boolean }>;
+}
+
+/**
+ * Tracing's cost (issue 13): two gateways as `npm start` runs them (embedded store and broker), one
+ * with OTEL_EXPORTER_OTLP_ENDPOINT pointing at an OTLP/HTTP sink in this process, one without, loaded
+ * in turn by the same closed loop (sendCommand → SUCCEEDED at a subscriber) in the same run; each
+ * repeat starts with the other one. Writes bench/results/tracing-<time>.json.
+ */
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { quick: { type: "boolean", default: false }, "sampler-ratio": { type: "string" }, out: { type: "string" }, help: { type: "boolean", default: false } },
+  });
+  if (values.help) return void console.log(USAGE);
+  // The traced gateway samples this share of new traces (the SDK's parentbased_traceidratio); absent: every trace.
+  const samplerRatio = values["sampler-ratio"] === undefined ? undefined : Number(values["sampler-ratio"]);
+  if (samplerRatio !== undefined && !(samplerRatio > 0 && samplerRatio <= 1)) throw new Error(`--sampler-ratio must be in (0, 1]\n${USAGE}`);
+  const plan = values.quick ? PLANS.quick : PLANS.full;
+  const at = new Date();
+  const loadAtStart = loadavg().map((x) => round(x));
+  const out = resolve(values.out ?? join("bench", "results", `tracing-${at.toISOString().replace(/[:.]/g, "-")}.json`));
+  const runId = Math.random().toString(36).slice(2, 8);
+  const cleanup: Array<() => Promise<unknown>> = [];
+  const cleanUp = async () => {
+    while (cleanup.length) await cleanup.pop()!().catch((error: Error) => console.error(`bench: cleanup: ${error.message}`));
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
+
+  try {
+    const sink = await OtlpReceiver.start({ keep: false });
+    cleanup.push(() => sink.close());
+    const gateways = {} as Record<Mode, { side: Side; deviceIds: string[]; keeper: CollectionKeeper; pids: { gateway: number[]; store: number[] } }>;
+    for (const mode of MODES) {
+      console.log(`starting the gateway with tracing ${mode}`);
+      const dataDir = mkdtempSync(join(tmpdir(), `gateway-bench-tracing-${mode}-`));
+      cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+      const prefix = `bench-${runId}-${mode}`;
+      const child = forkChild("gateway-process.js", ["--expose-gc"], {
+        MONGODB_URI: "",
+        DATA_DIR: dataDir,
+        MONGODB_DB: DATABASE,
+        MQTT_TOPIC_PREFIX: prefix,
+        MQTT_PORT: "0",
+        PORT: "0",
+        HOST: "127.0.0.1",
+        JWT_SECRET,
+        DEMO: "0",
+        RATE_LIMIT_MUTATIONS_PER_MINUTE: "1000000",
+        // Off: the variable is absent, as in a deployment without a collector.
+        OTEL_EXPORTER_OTLP_ENDPOINT: mode === "on" ? sink.endpoint : "",
+        OTEL_SERVICE_NAME: "iot-gateway-bench",
+        ...(mode === "on" && samplerRatio !== undefined ? { OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: String(samplerRatio) } : {}),
+      });
+      const ready = await ChildChannel.ready(child);
+      const channel = new ChildChannel(child);
+      cleanup.push(() => stopChild(channel));
+      const storeClient = await MongoClient.connect(ready.mongodbUri!);
+      cleanup.push(() => storeClient.close());
+      const api = new GatewayApi(`http://127.0.0.1:${ready.port}`, {
+        admin: await signToken(JWT_SECRET, { sub: "bench-admin", tenant: TENANT, roles: ["admin"] }),
+        operator: await signToken(JWT_SECRET, { sub: "bench-operator", tenant: TENANT, roles: ["operator"] }),
+      });
+      const deviceIds = Array.from({ length: plan.devices }, (_, i) => `${prefix}-d${i}`);
+      for (const id of deviceIds) await api.registerDevice(id);
+      const devices = deviceIds.map((id) => benchDevice(id, ready.mqttUrl, prefix));
+      cleanup.push(() => Promise.all(devices.map((d) => d.stop({ graceful: false }))));
+      for (let i = 0; i < devices.length; i += 20) await Promise.all(devices.slice(i, i + 20).map((d) => d.start()));
+      const side = await api.side(deviceIds[0]!);
+      cleanup.push(() => side.close());
+      const pids = { gateway: [child.pid!], store: descendants(readAllProcStats(), child.pid!, /^ferretdb/) };
+      gateways[mode] = { side, deviceIds, keeper: new CollectionKeeper(storeClient.db(DATABASE).collection("commands")), pids };
+    }
+
+    const ticks = clockTicksPerSecond();
+    const measure = async (mode: Mode, concurrency: number, durationMs: number): Promise<Measured> => {
+      const { side, deviceIds, keeper, pids } = gateways[mode];
+      await keeper.clear();
+      keeper.start();
+      const before = { gateway: readProcStats(pids.gateway), store: readProcStats(pids.store), at: performance.now() };
+      const run = await runClosedLoop(side, deviceIds, concurrency, durationMs);
+      const elapsedMs = performance.now() - before.at;
+      const cpuMsPerCommand = (who: "gateway" | "store") => ((cpuPercent(before[who], readProcStats(pids[who]), elapsedMs, ticks) / 100) * elapsedMs) / Math.max(1, run.completed);
+      const measured = { run, gatewayCpuMs: cpuMsPerCommand("gateway"), storeCpuMs: cpuMsPerCommand("store") };
+      await keeper.stop();
+      return measured;
+    };
+    console.log("warming up");
+    for (const mode of MODES) await measure(mode, 4, plan.warmupMs);
+
+    const levels: TracingBenchResult["levels"] = [];
+    for (const concurrency of plan.levels) {
+      const runs: Record<Mode, Measured[]> = { off: [], on: [] };
+      for (let repeat = 0; repeat < plan.repeats; repeat++) {
+        for (const mode of repeat % 2 === 0 ? MODES : [...MODES].reverse()) {
+          const measured = await measure(mode, concurrency, plan.levelMs);
+          runs[mode].push(measured);
+          console.log(`${concurrency} in flight, tracing ${mode}, run ${repeat + 1}: ${perSecond(measured.run)} commands/s, gateway ${round(measured.gatewayCpuMs)} ms CPU a command`);
+        }
+      }
+      const off = modeLevel(runs.off);
+      const on = modeLevel(runs.on);
+      levels.push({
+        concurrency,
+        off,
+        on,
+        throughputCostPercent: round((1 - on.commandsPerSec / off.commandsPerSec) * 100, 1),
+        p99CostPercent: round((on.latencyMs.p99 / off.latencyMs.p99 - 1) * 100, 1),
+        gatewayCpuCostPercent: round((on.gatewayCpuMsPerCommand / off.gatewayCpuMsPerCommand - 1) * 100, 1),
+      });
+    }
+
+    const result: TracingBenchResult = {
+      at: at.toISOString(),
+      command: `npm run bench:tracing${values.quick || samplerRatio !== undefined ? " --" : ""}${values.quick ? " --quick" : ""}${samplerRatio !== undefined ? ` --sampler-ratio ${samplerRatio}` : ""}`,
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? "unknown",
+      node: process.version,
+      store: "embedded FerretDB v1.24.2 on SQLite (each gateway its own)",
+      broker: "embedded aedes (each gateway its own)",
+      loadAverage: { start: loadAtStart, end: loadavg().map((x) => round(x)) },
+      plan,
+      samplerRatio: samplerRatio ?? 1,
+      levels,
+      spansExported: sink.spanCount,
+      exportRequests: sink.requests,
+      targets: levels.flatMap((level) => [
+        {
+          name: `throughput cost at ${level.concurrency} in flight`,
+          detail: `${level.on.commandsPerSec} vs ${level.off.commandsPerSec} commands/s: ${level.throughputCostPercent} % (target ≤ ${TARGET_COST * 100} %)`,
+          pass: level.throughputCostPercent <= TARGET_COST * 100,
+        },
+        {
+          name: `gateway CPU per command at ${level.concurrency} in flight`,
+          detail: `${level.on.gatewayCpuMsPerCommand} vs ${level.off.gatewayCpuMsPerCommand} ms: ${level.gatewayCpuCostPercent} % (target ≤ ${TARGET_COST * 100} %)`,
+          pass: level.gatewayCpuCostPercent <= TARGET_COST * 100,
+        },
+        {
+          name: `p99 cost at ${level.concurrency} in flight`,
+          detail: `${level.on.latencyMs.p99} vs ${level.off.latencyMs.p99} ms: ${level.p99CostPercent} % (target ≤ ${TARGET_COST * 100} %)`,
+          pass: level.p99CostPercent <= TARGET_COST * 100,
+        },
+      ]),
+    };
+    // At a sampler ratio this low, no spans may be the sampler's doing; otherwise tracing was not on.
+    if (result.spansExported === 0 && result.samplerRatio >= 0.01) throw new Error("the traced gateway exported no spans: tracing was not on");
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+
+    console.log("\n| in flight | commands/s off → on (runs' spread) | cost | p50 / p99 ms off → on | p99 cost | gateway CPU ms a command off → on | CPU cost |");
+    console.log("| --- | --- | --- | --- | --- | --- | --- |");
+    for (const l of levels) {
+      console.log(
+        `| ${l.concurrency} | ${l.off.commandsPerSec} (${l.off.spread.min}–${l.off.spread.max}) → ${l.on.commandsPerSec} (${l.on.spread.min}–${l.on.spread.max}) | ${l.throughputCostPercent} % | ${l.off.latencyMs.p50} / ${l.off.latencyMs.p99} → ${l.on.latencyMs.p50} / ${l.on.latencyMs.p99} | ${l.p99CostPercent} % | ${l.off.gatewayCpuMsPerCommand} → ${l.on.gatewayCpuMsPerCommand} | ${l.gatewayCpuCostPercent} % |`,
+      );
+    }
+    for (const t of result.targets) console.log(`${t.pass ? "PASS" : "MISS"} ${t.name}: ${t.detail}`);
+    console.log(`spans exported: ${result.spansExported} in ${result.exportRequests} requests`);
+    console.log(`load average (1/5/15 min): ${result.loadAverage.start.join(" ")} at the start, ${result.loadAverage.end.join(" ")} at the end`);
+    console.log(`results: ${out}`);
+  } finally {
+    await cleanUp();
+  }
+}
+
+const perSecond = (run: RunResult) => round(run.completed / (run.elapsedMs / 1000), 1);
+
+type Measured = { run: RunResult; gatewayCpuMs: number; storeCpuMs: number };
+
+function modeLevel(measured: Measured[]): ModeLevel {
+  const runs = measured.map((m) => m.run);
+  const throughputs = runs.map(perSecond);
+  return {
+    gatewayCpuMsPerCommand: round(median(measured.map((m) => m.gatewayCpuMs))),
+    storeCpuMsPerCommand: round(median(measured.map((m) => m.storeCpuMs))),
+    commandsPerSec: median(throughputs),
+    spread: spread(throughputs),
+    completed: runs.reduce((sum, run) => sum + run.completed, 0),
+    failed: runs.reduce((sum, run) => sum + run.failed, 0),
+    latencyMs: percentiles(runs.flatMap((run) => run.latenciesMs)),
+    runs: throughputs,
+  };
+}
+
+main().catch((error: Error) => {
+  console.error(`bench:tracing failed: ${error.stack ?? error.message}`);
+  process.exit(1);
+});
