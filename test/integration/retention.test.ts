@@ -135,7 +135,7 @@ describe("retention", () => {
     assert.ok(await deliveries.claimAttempt(kept[0]!.id, "hook-b", 1, "r1", daysAgo(39)));
     assert.ok(await deliveries.claimAttempt(kept[1]!.id, "hook-a", 1, "r1", daysAgo(1)));
 
-    assert.equal(await retentionOf(30).purge(), 1);
+    assert.deepEqual(await retentionOf(30).purge(), { commands: 1, fleetCommands: 0 });
     const ids = async (collection: { find(filter: object, options: object): { toArray(): Promise<Array<{ _id: string }>> } }) =>
       (await collection.find({}, { projection: { _id: 1 } }).toArray()).map((d) => d._id).sort();
     assert.deepEqual(await ids(deliveries.collection), kept.map((d) => d.id).sort(), "the ended old delivery went; the pending one and the recent command's stay");
