@@ -42,31 +42,45 @@ export function benchDevice(id: string, brokerUrl: string, topicPrefix: string):
 
 export const BENCH_JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnop";
 
+export interface BenchGateway {
+  channel: ChildChannel;
+  ready: ReadyMessage;
+  api: GatewayApi;
+  topicPrefix: string;
+  /** The gateway's data directory (its embedded store's files) and database. */
+  dataDir: string;
+  database: string;
+}
+
 /**
- * A gateway child for the stage scripts (bench/fanout-alone.ts, bench/superseding.ts), started as
- * bench/run.ts starts it: embedded store in a temporary folder, embedded broker, store commands counted;
- * with an API client for an admin and an operator of tenant `bench`. `cleanup` gets what stops it.
+ * A gateway child as `npm start` runs it: embedded store in a temporary folder, embedded broker (unless
+ * `env` names another), store commands counted; with an API client for an admin and an operator of tenant
+ * `bench`. `cleanup` gets what stops it.
  */
 export async function startBenchGateway(
   name: string,
   execArgv: string[],
   cleanup: Array<() => Promise<unknown>>,
-): Promise<{ channel: ChildChannel; ready: ReadyMessage; api: GatewayApi; topicPrefix: string }> {
+  env: Record<string, string> = {},
+): Promise<BenchGateway> {
   const runId = Math.random().toString(36).slice(2, 8);
   const dataDir = mkdtempSync(join(tmpdir(), `gateway-${name}-`));
   cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
   const topicPrefix = `${name}-${runId}`;
+  const database = `bench_${name.replace(/\W/g, "_")}`;
   const child = forkChild("gateway-process.js", ["--expose-gc", ...execArgv], {
     MONGODB_URI: "",
     DATA_DIR: dataDir,
-    MONGODB_DB: `bench_${name.replace(/\W/g, "_")}`,
+    MONGODB_DB: database,
     MQTT_TOPIC_PREFIX: topicPrefix,
     MQTT_PORT: "0",
     PORT: "0",
     HOST: "127.0.0.1",
     JWT_SECRET: BENCH_JWT_SECRET,
     DEMO: "0",
+    // The bench measures the store path, not the per-principal mutation limit (600 a minute by default).
     RATE_LIMIT_MUTATIONS_PER_MINUTE: "1000000",
+    ...env,
   });
   const ready = await ChildChannel.ready(child);
   const channel = new ChildChannel(child);
@@ -75,5 +89,5 @@ export async function startBenchGateway(
     admin: await signToken(BENCH_JWT_SECRET, { sub: "bench-admin", tenant: "bench", roles: ["admin"] }),
     operator: await signToken(BENCH_JWT_SECRET, { sub: "bench-operator", tenant: "bench", roles: ["operator"] }),
   });
-  return { channel, ready, api, topicPrefix };
+  return { channel, ready, api, topicPrefix, dataDir, database };
 }

@@ -1,21 +1,17 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
-import { signToken } from "../src/auth/jwt";
 import { Completions, runClosedLoop, type RunResult, type Side } from "./closed-loop";
-import { GatewayApi } from "./gateway-api";
+import type { GatewayApi } from "./gateway-api";
 import { ChildChannel, type MemorySample } from "./ipc";
-import { cpuModel, forkChild, stopChild } from "./children";
+import { cpuModel, forkChild, startBenchGateway, stopChild } from "./children";
 import { Progress } from "./progress";
 import { percentiles, round, tailLabel } from "./stats";
 import { opsBetween, totalOps, type StoreOpCounts } from "./store-ops";
 
 const USAGE = "usage: npm run bench:fleet [-- --devices N] [--hosts N] [--idle-seconds N] [--pacing-seconds N] [--out FILE] [--profile DIR]";
-const JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnop";
-const TENANT = "bench";
-const DATABASE = "bench_fleet";
 const MB = 1024 * 1024;
 const FLEET_RATE = 100_000;
 const PACING_RATE = 600;
@@ -79,7 +75,6 @@ async function main(): Promise<void> {
   const loadAtStart = loadavg().map((x) => round(x));
   const out = resolve(values.out ?? join("bench", "results", `fleet-${at.toISOString().replace(/[:.]/g, "-")}.json`));
   const runId = Math.random().toString(36).slice(2, 8);
-  const topicPrefix = `bench-${runId}-fleet`;
   const cleanup: Array<() => Promise<unknown>> = [];
   const progress = new Progress(8);
   let step = 0;
@@ -91,32 +86,12 @@ async function main(): Promise<void> {
 
   try {
     phase("starting the gateway");
-    const dataDir = mkdtempSync(join(tmpdir(), "gateway-bench-fleet-"));
-    cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
-    const execArgv = ["--expose-gc", ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(values.profile)}`] : [])];
-    const gatewayChild = forkChild("gateway-process.js", execArgv, {
-      MONGODB_URI: "",
-      DATA_DIR: dataDir,
-      MONGODB_DB: DATABASE,
-      MQTT_TOPIC_PREFIX: topicPrefix,
-      MQTT_PORT: "0",
-      PORT: "0",
-      HOST: "127.0.0.1",
-      JWT_SECRET,
-      DEMO: "0",
-      RATE_LIMIT_MUTATIONS_PER_MINUTE: "1000000",
-    });
-    const gatewayReady = await ChildChannel.ready(gatewayChild);
-    const gateway = new ChildChannel(gatewayChild);
-    cleanup.push(() => stopChild(gateway));
+    const profile = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(values.profile)}`] : [];
+    const { channel: gateway, ready: gatewayReady, api, topicPrefix, database } = await startBenchGateway("fleet", profile, cleanup);
     // The bench's own connection (not counted): the children's timestamps, read once per stage.
     const storeClient = await MongoClient.connect(gatewayReady.mongodbUri!);
     cleanup.push(() => storeClient.close());
-    const commands = storeClient.db(DATABASE).collection<ChildRow & { fleetCommandId?: string }>("commands");
-    const api = new GatewayApi(`http://127.0.0.1:${gatewayReady.port}`, {
-      admin: await signToken(JWT_SECRET, { sub: "bench-admin", tenant: TENANT, roles: ["admin"] }),
-      operator: await signToken(JWT_SECRET, { sub: "bench-operator", tenant: TENANT, roles: ["operator"] }),
-    });
+    const commands = storeClient.db(database).collection<ChildRow & { fleetCommandId?: string }>("commands");
 
     phase(`registering ${fleetDevices} fleet devices and ${SINGLE_DEVICES} single-command devices`);
     const fleetPrefix = `fleet-${runId}-`;
@@ -167,7 +142,7 @@ async function main(): Promise<void> {
 
     phase(`(b) fleet command to ${fleetDevices} devices at ${FLEET_RATE} a minute, single commands alongside`);
     const memoryBefore = await gateway.request<MemorySample>({ kind: "memory" });
-    const rss = new RssSampler(gatewayChild.pid!);
+    const rss = new RssSampler(gateway.child.pid!);
     const rolloutOpsBefore = await ops();
     const rollout = await createFleet(api, { name: `bench ${runId} 10k`, target: { site: "fleet" }, rate: FLEET_RATE, offline: fleetDevices - online });
     const during = loopUntil(single.side, singleIds, rollout.finished);

@@ -1,22 +1,17 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
-import { signToken } from "../src/auth/jwt";
-import { benchDevice, forkChild, stopChild } from "./children";
+import { benchDevice, startBenchGateway } from "./children";
 import { runClosedLoop } from "./closed-loop";
 import { CollectionKeeper } from "./collection-keeper";
-import { GatewayApi } from "./gateway-api";
 import { seedFinalCommands } from "./history";
-import { ChildChannel } from "./ipc";
 import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readProcStats } from "./proc-cpu";
 import { round, spread } from "./stats";
 import { opsBetween, type StoreOpCounts } from "./store-ops";
 
 const USAGE = "usage: npm run bench:history [-- --stored 100000] [--concurrency 32] [--seconds 6] [--repeats 3] [--profile DIR] [--out FILE]";
-const JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnop";
-const DATABASE = "bench_gateway";
 const DEVICES = 100;
 
 /**
@@ -45,7 +40,6 @@ async function main(): Promise<void> {
   const runMs = Number(values.seconds) * 1000;
   const repeats = Number(values.repeats);
   const loadAtStart = loadavg().map((x) => round(x));
-  const runId = Math.random().toString(36).slice(2, 8);
   const cleanup: Array<() => Promise<unknown>> = [];
   const cleanUp = async () => {
     while (cleanup.length) await cleanup.pop()!().catch((error: Error) => console.error(`bench: cleanup: ${error.message}`));
@@ -53,43 +47,24 @@ async function main(): Promise<void> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
 
   try {
-    const dataDir = mkdtempSync(join(tmpdir(), "gateway-history-"));
-    cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
-    const execArgv = ["--expose-gc", ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(values.profile)}`] : [])];
-    const gatewayChild = forkChild("gateway-process.js", execArgv, {
-      MONGODB_URI: "",
-      DATA_DIR: dataDir,
-      MONGODB_DB: DATABASE,
-      MQTT_TOPIC_PREFIX: `bench-${runId}-g`,
-      MQTT_PORT: "0",
-      PORT: "0",
-      HOST: "127.0.0.1",
-      JWT_SECRET,
-      DEMO: "0",
-      RATE_LIMIT_MUTATIONS_PER_MINUTE: "1000000",
-    });
-    const ready = await ChildChannel.ready(gatewayChild);
-    const gateway = new ChildChannel(gatewayChild);
-    cleanup.push(() => stopChild(gateway));
+    const profile = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(values.profile)}`] : [];
+    const { channel: gateway, ready, api, topicPrefix, dataDir, database } = await startBenchGateway("history", profile, cleanup);
+    const gatewayPid = gateway.child.pid!;
     const storeClient = await MongoClient.connect(ready.mongodbUri!);
     cleanup.push(() => storeClient.close());
-    const commands = storeClient.db(DATABASE).collection("commands");
+    const commands = storeClient.db(database).collection("commands");
     const keeper = new CollectionKeeper(commands);
     console.log(`indexes of commands: ${(await commands.listIndexes().toArray()).map((i) => i.name).join(", ")}`);
-    const api = new GatewayApi(`http://127.0.0.1:${ready.port}`, {
-      admin: await signToken(JWT_SECRET, { sub: "bench-admin", tenant: "bench", roles: ["admin"] }),
-      operator: await signToken(JWT_SECRET, { sub: "bench-operator", tenant: "bench", roles: ["operator"] }),
-    });
-    const deviceIds = Array.from({ length: DEVICES }, (_, i) => `bench-${runId}-g${i}`);
+    const deviceIds = Array.from({ length: DEVICES }, (_, i) => `${topicPrefix}-d${i}`);
     for (const id of deviceIds) await api.registerDevice(id);
-    const devices = deviceIds.map((id) => benchDevice(id, ready.mqttUrl, `bench-${runId}-g`));
+    const devices = deviceIds.map((id) => benchDevice(id, ready.mqttUrl, topicPrefix));
     cleanup.push(() => Promise.all(devices.map((d) => d.stop({ graceful: false }))));
     for (let i = 0; i < devices.length; i += 20) await Promise.all(devices.slice(i, i + 20).map((d) => d.start()));
     const side = await api.side(deviceIds[0]!);
     cleanup.push(() => side.close());
 
     const storePids = descendants(readAllProcStats(), process.pid, /^ferretdb/);
-    const sqliteFile = join(dataDir, "ferretdb", `${DATABASE}.sqlite`);
+    const sqliteFile = join(dataDir, "ferretdb", `${database}.sqlite`);
     const fileMb = (suffix: string) => {
       try {
         return round(statSync(sqliteFile + suffix).size / 2 ** 20, 1);
@@ -111,7 +86,7 @@ async function main(): Promise<void> {
     };
     const run = async (keepSmall: boolean) => {
       const opsBefore = await gateway.request<StoreOpCounts>({ kind: "storeOps" });
-      const cpuBefore = { store: readProcStats(storePids), gateway: readProcStats([gatewayChild.pid!]), at: performance.now() };
+      const cpuBefore = { store: readProcStats(storePids), gateway: readProcStats([gatewayPid]), at: performance.now() };
       const readsBefore = storeReads();
       if (keepSmall) keeper.start();
       const result = await runClosedLoop(side, deviceIds, concurrency, runMs);
@@ -120,7 +95,7 @@ async function main(): Promise<void> {
       const reads = storeReads();
       const ops = opsBetween(opsBefore, await gateway.request<StoreOpCounts>({ kind: "storeOps" }));
       const storeCpuPercent = cpuPercent(cpuBefore.store, readProcStats(storePids), elapsed, ticks);
-      const gatewayCpuPercent = cpuPercent(cpuBefore.gateway, readProcStats([gatewayChild.pid!]), elapsed, ticks);
+      const gatewayCpuPercent = cpuPercent(cpuBefore.gateway, readProcStats([gatewayPid]), elapsed, ticks);
       const perCommand = (total: number) => round(total / Math.max(1, result.completed), 2);
       return {
         commandsPerSec: round(result.completed / (result.elapsedMs / 1000), 1),
@@ -158,7 +133,7 @@ async function main(): Promise<void> {
     const empty = await phase("empty", true);
     await keeper.clear();
     const seedStarted = performance.now();
-    await seedFinalCommands(storeClient.db(DATABASE).collection("commands"), stored, deviceIds, new Date());
+    await seedFinalCommands(storeClient.db(database).collection("commands"), stored, deviceIds, new Date());
     const seedingSeconds = round((performance.now() - seedStarted) / 1000, 1);
     console.log(`seeded ${stored} in ${seedingSeconds} s; sqlite ${fileMb("")} MB, wal ${fileMb("-wal")} MB`);
     const history = await phase(`${stored} stored`, false);

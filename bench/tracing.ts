@@ -1,22 +1,16 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
-import { signToken } from "../src/auth/jwt";
 import { OtlpReceiver } from "../test/kit/otlp-receiver";
-import { benchDevice, forkChild, stopChild } from "./children";
+import { benchDevice, startBenchGateway } from "./children";
 import { runClosedLoop, type RunResult, type Side } from "./closed-loop";
 import { CollectionKeeper } from "./collection-keeper";
-import { GatewayApi } from "./gateway-api";
-import { ChildChannel } from "./ipc";
 import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readProcStats } from "./proc-cpu";
 import { median, percentiles, round, spread, type Percentiles, type Spread } from "./stats";
 
 const USAGE = "usage: npm run bench:tracing [-- --quick] [--sampler-ratio R] [--out FILE]";
-const JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnop";
-const TENANT = "bench";
-const DATABASE = "bench_gateway";
 /** The issue's target: tracing on costs at most this share of throughput and of p99. */
 const TARGET_COST = 0.1;
 
@@ -81,7 +75,6 @@ async function main(): Promise<void> {
   const at = new Date();
   const loadAtStart = loadavg().map((x) => round(x));
   const out = resolve(values.out ?? join("bench", "results", `tracing-${at.toISOString().replace(/[:.]/g, "-")}.json`));
-  const runId = Math.random().toString(36).slice(2, 8);
   const cleanup: Array<() => Promise<unknown>> = [];
   const cleanUp = async () => {
     while (cleanup.length) await cleanup.pop()!().catch((error: Error) => console.error(`bench: cleanup: ${error.message}`));
@@ -94,34 +87,15 @@ async function main(): Promise<void> {
     const gateways = {} as Record<Mode, { side: Side; deviceIds: string[]; keeper: CollectionKeeper; pids: { gateway: number[]; store: number[] } }>;
     for (const mode of MODES) {
       console.log(`starting the gateway with tracing ${mode}`);
-      const dataDir = mkdtempSync(join(tmpdir(), `gateway-bench-tracing-${mode}-`));
-      cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
-      const prefix = `bench-${runId}-${mode}`;
-      const child = forkChild("gateway-process.js", ["--expose-gc"], {
-        MONGODB_URI: "",
-        DATA_DIR: dataDir,
-        MONGODB_DB: DATABASE,
-        MQTT_TOPIC_PREFIX: prefix,
-        MQTT_PORT: "0",
-        PORT: "0",
-        HOST: "127.0.0.1",
-        JWT_SECRET,
-        DEMO: "0",
-        RATE_LIMIT_MUTATIONS_PER_MINUTE: "1000000",
+      const { channel, ready, api, topicPrefix: prefix, database } = await startBenchGateway(`tracing-${mode}`, [], cleanup, {
         // Off: the variable is absent, as in a deployment without a collector.
         OTEL_EXPORTER_OTLP_ENDPOINT: mode === "on" ? sink.endpoint : "",
         OTEL_SERVICE_NAME: "iot-gateway-bench",
         ...(mode === "on" && samplerRatio !== undefined ? { OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: String(samplerRatio) } : {}),
       });
-      const ready = await ChildChannel.ready(child);
-      const channel = new ChildChannel(child);
-      cleanup.push(() => stopChild(channel));
+      const child = channel.child;
       const storeClient = await MongoClient.connect(ready.mongodbUri!);
       cleanup.push(() => storeClient.close());
-      const api = new GatewayApi(`http://127.0.0.1:${ready.port}`, {
-        admin: await signToken(JWT_SECRET, { sub: "bench-admin", tenant: TENANT, roles: ["admin"] }),
-        operator: await signToken(JWT_SECRET, { sub: "bench-operator", tenant: TENANT, roles: ["operator"] }),
-      });
       const deviceIds = Array.from({ length: plan.devices }, (_, i) => `${prefix}-d${i}`);
       for (const id of deviceIds) await api.registerDevice(id);
       const devices = deviceIds.map((id) => benchDevice(id, ready.mqttUrl, prefix));
@@ -130,7 +104,7 @@ async function main(): Promise<void> {
       const side = await api.side(deviceIds[0]!);
       cleanup.push(() => side.close());
       const pids = { gateway: [child.pid!], store: descendants(readAllProcStats(), child.pid!, /^ferretdb/) };
-      gateways[mode] = { side, deviceIds, keeper: new CollectionKeeper(storeClient.db(DATABASE).collection("commands")), pids };
+      gateways[mode] = { side, deviceIds, keeper: new CollectionKeeper(storeClient.db(database).collection("commands")), pids };
     }
 
     const ticks = clockTicksPerSecond();
