@@ -1,17 +1,15 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
-import { signToken } from "../src/auth/jwt";
 import { createTopics } from "../src/mqtt/topics";
 import { renderLineChart } from "./chart";
-import { benchDevice, cpuModel, forkChild, stopChild } from "./children";
+import { benchDevice, cpuModel, forkChild, startBenchGateway, stopChild } from "./children";
 import { runClosedLoop, type RunResult, type Side } from "./closed-loop";
 import { CollectionKeeper } from "./collection-keeper";
 import { DEVICE_FANOUT_MEASURES, Fanout, FANOUT_MEASURES } from "./fanout";
 import { FloorLink } from "./floor-link";
-import { GatewayApi } from "./gateway-api";
 import { seedFinalCommands } from "./history";
 import { ChildChannel, type MemorySample } from "./ipc";
 import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readProcStats } from "./proc-cpu";
@@ -21,10 +19,6 @@ import { percentiles, round, saturated, spread } from "./stats";
 import { addOps, opsBetween, totalOps, type StoreOpCounts } from "./store-ops";
 
 const USAGE = "usage: npm run bench [-- --quick] [--out FILE] [--broker aedes|mosquitto] [--profile DIR]";
-const JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnop";
-const TENANT = "bench";
-/** The gateway's database; the floor and the limit write to its `commands` collection, so they get the store set-up the gateway's start made. */
-const DATABASE = "bench_gateway";
 const MB = 1024 * 1024;
 
 interface Plan {
@@ -111,49 +105,28 @@ async function main(): Promise<void> {
   try {
     phase("starting the gateway, then the floor on the gateway's database");
     const brokerEnv: Record<string, string> = values.broker === "mosquitto" ? { MQTT_URL: mosquittoUrl } : {};
-    const execArgv = ["--expose-gc", ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(values.profile)}`] : [])];
-    const dataDir = mkdtempSync(join(tmpdir(), "gateway-bench-"));
-    cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+    const profile = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(values.profile)}`] : [];
     // The gateway starts the embedded store as `npm start` does (URL, pragmas, SQLite index, version guard).
-    const gatewayChild = forkChild("gateway-process.js", execArgv, {
-      MONGODB_URI: "",
-      DATA_DIR: dataDir,
-      MONGODB_DB: DATABASE,
-      MQTT_TOPIC_PREFIX: `bench-${runId}-g`,
-      MQTT_PORT: "0",
-      PORT: "0",
-      HOST: "127.0.0.1",
-      JWT_SECRET,
-      DEMO: "0",
-      // The bench measures the store path, not the per-principal mutation limit (600 a minute by default).
-      RATE_LIMIT_MUTATIONS_PER_MINUTE: "1000000",
-      ...brokerEnv,
-    });
-    const gatewayReady = await ChildChannel.ready(gatewayChild);
-    const gateway = new ChildChannel(gatewayChild);
-    cleanup.push(() => stopChild(gateway));
+    // The floor and the limit write to its database's `commands`, so they get the store set-up the gateway's start made.
+    const { channel: gateway, ready: gatewayReady, api, topicPrefix, database } = await startBenchGateway("gateway", profile, cleanup, brokerEnv);
+    const gatewayChild = gateway.child;
     const storeUri = gatewayReady.mongodbUri!;
     // The bench's own connection (not counted): clearing, counting and seeding `commands`.
     const storeClient = await MongoClient.connect(storeUri);
     cleanup.push(() => storeClient.close());
-    const commands = storeClient.db(DATABASE).collection("commands");
+    const commands = storeClient.db(database).collection("commands");
     const keeper = new CollectionKeeper(commands);
     // Started after the gateway's start-up made its collections and indexes (and whatever else its store set-up does).
     const floorTopics = createTopics(`bench-${runId}-f`);
     const floorChild = forkChild("floor-process.js", ["--expose-gc"], {
       MONGODB_URI: storeUri,
-      MONGODB_DB: DATABASE,
+      MONGODB_DB: database,
       MQTT_TOPIC_PREFIX: floorTopics.prefix,
       ...brokerEnv,
     });
     const floorReady = await ChildChannel.ready(floorChild);
     const floor = new ChildChannel(floorChild);
     cleanup.push(() => stopChild(floor));
-    const baseUrl = `http://127.0.0.1:${gatewayReady.port}`;
-    const api = new GatewayApi(baseUrl, {
-      admin: await signToken(JWT_SECRET, { sub: "bench-admin", tenant: TENANT, roles: ["admin"] }),
-      operator: await signToken(JWT_SECRET, { sub: "bench-operator", tenant: TENANT, roles: ["operator"] }),
-    });
 
     phase("registering and connecting devices");
     const gatewayDeviceIds = Array.from({ length: plan.devices }, (_, i) => `bench-${runId}-g${i}`);
@@ -161,7 +134,7 @@ async function main(): Promise<void> {
     const fanoutDeviceId = `bench-${runId}-fan`;
     for (const id of [...gatewayDeviceIds, fanoutDeviceId]) await api.registerDevice(id);
     const devices = [
-      ...[...gatewayDeviceIds, fanoutDeviceId].map((id) => benchDevice(id, gatewayReady.mqttUrl, `bench-${runId}-g`)),
+      ...[...gatewayDeviceIds, fanoutDeviceId].map((id) => benchDevice(id, gatewayReady.mqttUrl, topicPrefix)),
       ...floorDeviceIds.map((id) => benchDevice(id, floorReady.mqttUrl, floorTopics.prefix)),
     ];
     cleanup.push(() => Promise.all(devices.map((d) => d.stop({ graceful: false }))));
@@ -257,7 +230,7 @@ async function main(): Promise<void> {
     await keeper.clear();
     const documentsWithHistory = (await keeper.count()) + plan.historyCommands;
     const seedStarted = performance.now();
-    await seedFinalCommands(storeClient.db(DATABASE).collection("commands"), plan.historyCommands, gatewayDeviceIds, new Date());
+    await seedFinalCommands(storeClient.db(database).collection("commands"), plan.historyCommands, gatewayDeviceIds, new Date());
     const seedingSeconds = round((performance.now() - seedStarted) / 1000, 1);
     const historyRuns: RunSample[] = [];
     for (let repeat = 0; repeat < plan.repeats; repeat++) {
