@@ -89,6 +89,11 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     refused,
   });
   const broker = await Aedes.createBroker({
+    // No global queue in aedes' mqemitter: past `concurrency` messages in flight it queues the rest and
+    // drains them recursively, one stack frame chain per message, so a burst of a few thousand (devices'
+    // wills after a network cut, behind one slow subscriber) overflowed the stack and killed the gateway.
+    // Each client's own batch stays bounded by aedes; nothing else needs the global one.
+    concurrency: 0,
     preConnect: acl.preConnect,
     authenticate: acl.authenticate,
     authorizePublish: acl.authorizePublish,

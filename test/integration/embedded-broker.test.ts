@@ -352,3 +352,45 @@ function listen(server: net.Server, port: number): Promise<void> {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+describe("embedded MQTT broker: a burst behind a stalled subscriber", () => {
+  it("survives thousands of messages held up by a subscriber that stops reading and then goes away", async () => {
+    const broker = await startEmbeddedBroker({ port: 0, host: "127.0.0.1", topics, gatewayCredentials, devices: registryOf([]), log });
+    const options = { protocolVersion: 4 as const, reconnectPeriod: 0, ...gatewayCredentials };
+    const connect = (clientId: string) => connectAsync(broker.url, { ...options, clientId });
+    const clients: MqttClient[] = [];
+    try {
+      const stalled = await connect("stalled");
+      clients.push(stalled);
+      await stalled.subscribeAsync("iot/burst/#", { qos: 0 });
+      stalled.stream.pause();
+      const publishers = await Promise.all(Array.from({ length: 10 }, (_, i) => connect(`publisher-${i}`)));
+      clients.push(...publishers);
+      // As 30,000 devices' wills after a network cut: more than the broker can pass on to the stalled reader.
+      const payload = Buffer.alloc(200, 1);
+      const published = publishers.flatMap((p, n) => Array.from({ length: 3000 }, (_, i) => p.publishAsync(`iot/burst/${n}/${i}`, payload, { qos: 0 })));
+      // The broker holds messages once it stops reading the publishers: their sockets back up.
+      await waitUntil(() => publishers.every((p) => p.stream.writableNeedDrain), "every publisher backed up behind the stalled subscriber");
+      stalled.stream.destroy();
+      await Promise.all(published);
+      const probe = await connect("probe");
+      clients.push(probe);
+      await probe.subscribeAsync("iot/probe", { qos: 1 });
+      const received = new Promise<string>((resolve) => probe.once("message", (_topic, message) => resolve(message.toString())));
+      await probe.publishAsync("iot/probe", "still here", { qos: 1 });
+      assert.equal(await received, "still here");
+    } finally {
+      await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
+      await broker.close();
+    }
+  });
+});
+
+/** Polls a condition of client-side state (no broker event tells it) until it holds. */
+async function waitUntil(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
