@@ -10,7 +10,7 @@ import { CollectionKeeper } from "./collection-keeper";
 import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readProcStats } from "./proc-cpu";
 import { median, percentiles, round, spread, type Percentiles, type Spread } from "./stats";
 
-const USAGE = "usage: npm run bench:tracing [-- --quick] [--sampler-ratio R] [--out FILE]";
+const USAGE = "usage: npm run bench:tracing [-- --quick] [--sampler-ratio R] [--out FILE] [--profile DIR]";
 /** The issue's target: tracing on costs at most this share of throughput and of p99. */
 const TARGET_COST = 0.1;
 
@@ -65,7 +65,13 @@ interface TracingBenchResult {
  */
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: "boolean", default: false }, "sampler-ratio": { type: "string" }, out: { type: "string" }, help: { type: "boolean", default: false } },
+    options: {
+      quick: { type: "boolean", default: false },
+      "sampler-ratio": { type: "string" },
+      out: { type: "string" },
+      profile: { type: "string" },
+      help: { type: "boolean", default: false },
+    },
   });
   if (values.help) return void console.log(USAGE);
   // The traced gateway samples this share of new traces (the SDK's parentbased_traceidratio); absent: every trace.
@@ -87,7 +93,9 @@ async function main(): Promise<void> {
     const gateways = {} as Record<Mode, { side: Side; deviceIds: string[]; keeper: CollectionKeeper; pids: { gateway: number[]; store: number[] } }>;
     for (const mode of MODES) {
       console.log(`starting the gateway with tracing ${mode}`);
-      const { channel, ready, api, topicPrefix: prefix, database } = await startBenchGateway(`tracing-${mode}`, [], cleanup, {
+      // --profile: each gateway writes a CPU profile into DIR/<mode> when it stops.
+      const profile = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(values.profile, mode)}`] : [];
+      const { channel, ready, api, topicPrefix: prefix, database } = await startBenchGateway(`tracing-${mode}`, profile, cleanup, {
         // Off: the variable is absent, as in a deployment without a collector.
         OTEL_EXPORTER_OTLP_ENDPOINT: mode === "on" ? sink.endpoint : "",
         OTEL_SERVICE_NAME: "iot-gateway-bench",
