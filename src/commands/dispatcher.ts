@@ -10,10 +10,15 @@ import type { ActiveCommands } from "./active-commands";
 import { isDue, type Command, type DispatchClaim } from "./command";
 import { encodeCommandMessage } from "./command-message";
 import type { CommandLifecycle } from "./lifecycle";
+import { AdaptiveLinger, type Linger } from "./sent-linger";
 import type { Superseding } from "./superseding";
 
-/** How long SENT waits for company (the device's DELIVERED) before it is written alone. */
-const SENT_LINGER_MS = 25;
+/**
+ * How long SENT waits for company (the device's replies) before it is written alone: at least this,
+ * and as long as it takes most devices to answer lately, at most the maximum.
+ */
+const SENT_LINGER_MIN_MS = 25;
+const SENT_LINGER_MAX_MS = 250;
 /** Publish times kept before those of commands no longer SENT or QUEUED are dropped. */
 const PUBLISHED_KEPT = 1_000;
 
@@ -42,6 +47,9 @@ export class Dispatcher {
   /** Devices whose lease this replica holds, and until when. */
   private readonly leasedUntil = new Map<string, number>();
   private stopped = false;
+  private readonly sentLinger = new AdaptiveLinger(SENT_LINGER_MIN_MS, SENT_LINGER_MAX_MS);
+  /** While a device has more to send, SENT waits no longer than the minimum: its next command waits for it. */
+  private readonly shortLinger: Linger = { ms: SENT_LINGER_MIN_MS, observe: (ms) => this.sentLinger.observe(ms) };
 
   constructor(
     private readonly active: ActiveCommands,
@@ -223,12 +231,14 @@ export class Dispatcher {
   }
 
   /**
-   * SENT waits a moment for the device's DELIVERED, which nearly always follows within milliseconds,
-   * so both cost one write. Until SENT is stored the command is QUEUED and claimed: a crash then means
-   * it is published again with the same id and attempt, as after any crash before the PUBACK was stored.
+   * SENT waits a moment for the device's replies, which nearly always follow within milliseconds, so
+   * that SENT, DELIVERED and the result cost one write. Until SENT is stored the command is QUEUED and
+   * claimed: a crash then means it is published again with the same id and attempt, as after any crash
+   * before the PUBACK was stored.
    */
   private markSent(command: Command) {
     const sentAt = this.clock.now();
+    const moreToSend = this.active.queued(command.deviceId).some((c) => c.id !== command.id && isDue(c, sentAt));
     return this.lifecycle.apply(
       command.id,
       "publishAcked",
@@ -238,7 +248,7 @@ export class Dispatcher {
         return { set: { sentAt, deadline: new Date(sentAt.getTime() + current.timeoutSeconds * 1000) }, event: { at: sentAt, actor: "gateway" } };
       },
       undefined,
-      SENT_LINGER_MS,
+      moreToSend ? this.shortLinger : this.sentLinger,
     );
   }
 }

@@ -3,6 +3,7 @@ import type { Metrics } from "../observability/metrics";
 import type { CommandRepository } from "../store/command-repository";
 import type { ActiveCommands } from "./active-commands";
 import type { Command, CommandEvent } from "./command";
+import type { Linger } from "./sent-linger";
 import { canTransition, targetOf, type CommandTransition } from "./state-machine";
 
 /** What happened to the command: a transition, its creation, or an escalation (which keeps the status). */
@@ -38,7 +39,20 @@ export interface TransitionChange {
   precededBy?: CommandEvent[];
 }
 
+/** How a change joins a command's waiting write (see `submit`). */
+export interface SubmitOptions {
+  /** This change opens the command's write and waits for company (SENT, for the device's replies). */
+  linger?: Linger;
+  /**
+   * A device's reply: DELIVERED joins a waiting write and lets it wait on for the final reply; a final
+   * one joins and ends the wait, and tells the linger how late it came. Any other change ends the wait.
+   */
+  reply?: "DELIVERED" | "final";
+}
+
 const NOT_ALLOWED = "not_allowed_in_state";
+/** Waits begun whose final reply has not come (a silent device's): forgotten past this many. */
+const MAX_WAITS_TRACKED = 10_000;
 /** Lost compare-and-set races before giving up: each loss means another writer made progress. */
 const MAX_ROUNDS = 5;
 
@@ -58,8 +72,10 @@ interface Pending {
 export class CommandLifecycle {
   private readonly listeners: TransitionListener[] = [];
   private readonly queues = new Map<string, Pending[]>();
-  /** Commands whose first queued change waits a moment for the next one (see `submit`'s `lingerMs`). */
+  /** Commands whose first queued change waits a moment for the next ones (see `submit`'s `linger`). */
   private readonly lingering = new Map<string, () => void>();
+  /** When each wait began and whose it is, until the command's next change that is not a DELIVERED reply. */
+  private readonly waitsBegun = new Map<string, { at: number; linger: Linger }>();
 
   constructor(
     private readonly commands: CommandRepository,
@@ -87,37 +103,49 @@ export class CommandLifecycle {
     transition: CommandTransition,
     change: (current: Command) => TransitionChange | Refusal | null,
     known?: Command,
-    lingerMs = 0,
+    linger?: Linger,
   ): Promise<Command | null> {
-    const outcome = await this.submit(id, transitionDecision(transition, change), known, lingerMs);
+    const outcome = await this.submit(id, transitionDecision(transition, change), known, { linger });
     return outcome.refused === undefined ? outcome.command : null;
   }
 
   /**
    * Queues a change of the command; resolves once it is stored and announced (or refused). `known`
    * is a copy the caller read, used when the command is not among the active ones in memory.
-   * `lingerMs`: wait up to that long for another change of the command to store both in one write
-   * (SENT, whose DELIVERED follows within milliseconds); the next change ends the wait at once.
+   * `options.linger`: the change waits up to `linger.ms` for the command's next changes to store them
+   * in one write (SENT, whose DELIVERED and SUCCEEDED follow within milliseconds from a quick device);
+   * the device's final reply, or any change that is not a DELIVERED reply, ends the wait at once.
    */
-  submit(id: string, decide: Decide, known?: Command, lingerMs = 0): Promise<Outcome> {
+  submit(id: string, decide: Decide, known?: Command, options: SubmitOptions = {}): Promise<Outcome> {
+    if (options.reply !== "DELIVERED") this.endWait(id, options.reply === "final");
     return new Promise<Outcome>((resolve, reject) => {
       const queue = this.queues.get(id);
       if (queue) {
         queue.push({ decide, resolve, reject });
-        // A change waiting for company got it: write both now.
-        this.lingering.get(id)?.();
+        // A change waiting for company got the last it waits for: write them now.
+        if (options.reply !== "DELIVERED") this.lingering.get(id)?.();
         return;
       }
       this.queues.set(id, [{ decide, resolve, reject }]);
-      if (lingerMs <= 0) return void this.drain(id, known);
+      if (!options.linger || options.linger.ms <= 0) return void this.drain(id, known);
+      if (this.waitsBegun.size >= MAX_WAITS_TRACKED) this.waitsBegun.clear();
+      this.waitsBegun.set(id, { at: performance.now(), linger: options.linger });
       const write = () => {
         clearTimeout(timer);
         this.lingering.delete(id);
         void this.drain(id, known);
       };
-      const timer = setTimeout(write, lingerMs);
+      const timer = setTimeout(write, options.linger.ms);
       this.lingering.set(id, write);
     });
+  }
+
+  /** The command's wait is over; a final reply tells its linger how late it came, written together or not. */
+  private endWait(id: string, observe: boolean): void {
+    const begun = this.waitsBegun.get(id);
+    if (!begun) return;
+    this.waitsBegun.delete(id);
+    if (observe) begun.linger.observe(performance.now() - begun.at);
   }
 
   private async drain(id: string, known: Command | undefined): Promise<void> {

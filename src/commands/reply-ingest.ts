@@ -125,7 +125,8 @@ export class ReplyIngest {
       // Not in memory, or memory may be behind the store (a claim or retry made elsewhere): read it.
       if (!known || early) known = (await this.readIntoMemory(reply.id)) ?? undefined;
       if (!known) return { outcome: "unknown_command" };
-      return { pending: this.lifecycle.submit(reply.id, (current) => refusal(judge(current, deviceId, reply)) ?? this.changeFor(reply, current, deviceId), known) };
+      const decide = (current: Command) => refusal(judge(current, deviceId, reply)) ?? this.changeFor(reply, current, deviceId);
+      return { pending: this.lifecycle.submit(reply.id, decide, known, { reply: reply.status === "DELIVERED" ? "DELIVERED" : "final" }) };
     });
     if ("outcome" in queued) return queued.outcome;
     const result = await queued.pending;
