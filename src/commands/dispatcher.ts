@@ -10,15 +10,8 @@ import type { ActiveCommands } from "./active-commands";
 import { isDue, type Command, type DispatchClaim } from "./command";
 import { encodeCommandMessage } from "./command-message";
 import type { CommandLifecycle } from "./lifecycle";
-import { AdaptiveLinger, type Linger } from "./sent-linger";
 import type { Superseding } from "./superseding";
 
-/**
- * How long SENT waits for company (the device's replies) before it is written alone: at least this,
- * and as long as it takes most devices to answer lately, at most the maximum.
- */
-const SENT_LINGER_MIN_MS = 25;
-const SENT_LINGER_MAX_MS = 250;
 /** Publish times kept before those of commands no longer SENT or QUEUED are dropped. */
 const PUBLISHED_KEPT = 1_000;
 
@@ -47,9 +40,6 @@ export class Dispatcher {
   /** Devices whose lease this replica holds, and until when. */
   private readonly leasedUntil = new Map<string, number>();
   private stopped = false;
-  private readonly sentLinger = new AdaptiveLinger(SENT_LINGER_MIN_MS, SENT_LINGER_MAX_MS);
-  /** While a device has more to send, SENT waits no longer than the minimum: its next command waits for it. */
-  private readonly shortLinger: Linger = { ms: SENT_LINGER_MIN_MS, observe: (ms) => this.sentLinger.observe(ms) };
 
   constructor(
     private readonly active: ActiveCommands,
@@ -92,13 +82,18 @@ export class Dispatcher {
 
   /**
    * A claim a new command can be stored with, so that sending it costs no claim write: when this
-   * replica holds the device's lease for a while yet, the device is online and nothing queued and
-   * due is ahead of it. Otherwise undefined (the command is claimed when its turn comes).
+   * replica holds the device's lease for a while yet (a sole writer takes it here, for nothing), the
+   * device is online and nothing queued and due is ahead of it. Otherwise undefined (the command is
+   * claimed when its turn comes).
    */
   claimForNew(deviceId: string): DispatchClaim | undefined {
     const now = this.clock.now().getTime();
-    if (this.stopped || (this.leasedUntil.get(deviceId) ?? 0) - now < this.leaseMs / 2) return undefined;
-    if (!this.devices.isOnline(deviceId) || this.active.hasDueQueued(deviceId, this.clock.now())) return undefined;
+    if (this.stopped || !this.devices.isOnline(deviceId) || this.active.hasDueQueued(deviceId, this.clock.now())) return undefined;
+    if ((this.leasedUntil.get(deviceId) ?? 0) - now < this.leaseMs / 2) {
+      // The first command to a device since start (every child of a fleet command) would otherwise cost a claim write.
+      if (!this.leases.alwaysGranted) return undefined;
+      this.leasedUntil.set(deviceId, now + this.leaseMs);
+    }
     return { owner: this.owner, until: new Date(now + this.leaseMs) };
   }
 
@@ -248,7 +243,8 @@ export class Dispatcher {
         return { set: { sentAt, deadline: new Date(sentAt.getTime() + current.timeoutSeconds * 1000) }, event: { at: sentAt, actor: "gateway" } };
       },
       undefined,
-      moreToSend ? this.shortLinger : this.sentLinger,
+      // While the device has more to send, SENT waits no longer than the minimum: its next command waits for it.
+      moreToSend ? this.lifecycle.shortReplyLinger : this.lifecycle.replyLinger,
     );
   }
 }

@@ -3,7 +3,7 @@ import type { Metrics } from "../observability/metrics";
 import type { CommandRepository } from "../store/command-repository";
 import type { ActiveCommands } from "./active-commands";
 import type { Command, CommandEvent } from "./command";
-import type { Linger } from "./sent-linger";
+import { AdaptiveLinger, type Linger } from "./sent-linger";
 import { canTransition, targetOf, type CommandTransition } from "./state-machine";
 
 /** What happened to the command: a transition, its creation, or an escalation (which keeps the status). */
@@ -41,7 +41,7 @@ export interface TransitionChange {
 
 /** How a change joins a command's waiting write (see `submit`). */
 export interface SubmitOptions {
-  /** This change opens the command's write and waits for company (SENT, for the device's replies). */
+  /** This change opens the command's write and waits for company (SENT or DELIVERED, for the device's final reply). */
   linger?: Linger;
   /**
    * A device's reply: DELIVERED joins a waiting write and lets it wait on for the final reply; a final
@@ -51,6 +51,9 @@ export interface SubmitOptions {
 }
 
 const NOT_ALLOWED = "not_allowed_in_state";
+/** The wait for a device's final reply: at least this, and as long as most final replies lately took, at most the maximum. */
+const REPLY_LINGER_MIN_MS = 25;
+const REPLY_LINGER_MAX_MS = 250;
 /** Waits begun whose final reply has not come (a silent device's): forgotten past this many. */
 const MAX_WAITS_TRACKED = 10_000;
 /** Lost compare-and-set races before giving up: each loss means another writer made progress. */
@@ -74,8 +77,15 @@ export class CommandLifecycle {
   private readonly queues = new Map<string, Pending[]>();
   /** Commands whose first queued change waits a moment for the next ones (see `submit`'s `linger`). */
   private readonly lingering = new Map<string, () => void>();
-  /** When each wait began and whose it is, until the command's next change that is not a DELIVERED reply. */
+  /** When each wait began, until the command's next change that is not a DELIVERED reply. */
   private readonly waitsBegun = new Map<string, { at: number; linger: Linger }>();
+  /**
+   * How long SENT (and a DELIVERED that finds nothing waiting) waits for the device's final reply, learnt
+   * from how late the final replies came after SENT: one write for SENT, DELIVERED and the result.
+   */
+  readonly replyLinger: Linger = new AdaptiveLinger(REPLY_LINGER_MIN_MS, REPLY_LINGER_MAX_MS);
+  /** The same wait cut to its minimum, still learning (for SENT while the device has more to send). */
+  readonly shortReplyLinger: Linger = { ms: REPLY_LINGER_MIN_MS, observe: (ms) => this.replyLinger.observe(ms) };
 
   constructor(
     private readonly commands: CommandRepository,
@@ -128,8 +138,11 @@ export class CommandLifecycle {
       }
       this.queues.set(id, [{ decide, resolve, reject }]);
       if (!options.linger || options.linger.ms <= 0) return void this.drain(id, known);
-      if (this.waitsBegun.size >= MAX_WAITS_TRACKED) this.waitsBegun.clear();
-      this.waitsBegun.set(id, { at: performance.now(), linger: options.linger });
+      // Only SENT's waits teach the linger: a DELIVERED's wait is the shorter part of the same time.
+      if (options.reply === undefined) {
+        if (this.waitsBegun.size >= MAX_WAITS_TRACKED) this.waitsBegun.clear();
+        this.waitsBegun.set(id, { at: performance.now(), linger: options.linger });
+      }
       const write = () => {
         clearTimeout(timer);
         this.lingering.delete(id);

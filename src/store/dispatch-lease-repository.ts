@@ -15,6 +15,7 @@ interface LeaseDocument {
  */
 export class DispatchLeaseRepository implements DispatchLeases {
   readonly collection: Collection<LeaseDocument>;
+  readonly alwaysGranted = false;
 
   /** `collection`: another set of leases by the same rules (fleet commands: `fleet_leases`). */
   constructor(db: Db, collection = "dispatch_leases") {
