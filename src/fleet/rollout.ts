@@ -216,8 +216,10 @@ export class Rollout {
         this.pumpTimer.unref();
         return;
       }
-      const catchUp = this.intervalMs < MIN_TIMER_MS ? MIN_TIMER_MS : 0;
-      this.nextDue = Math.max(this.nextDue, now - catchUp) + this.intervalMs;
+      // The rate's interval, or longer while the store is queueing (the send window's gap).
+      const step = Math.max(this.intervalMs, this.window.gapMs);
+      const catchUp = step < MIN_TIMER_MS ? MIN_TIMER_MS : 0;
+      this.nextDue = Math.max(this.nextDue, now - catchUp) + step;
       const index = this.next++;
       this.inFlight++;
       this.markChanged();

@@ -30,3 +30,33 @@ describe("fleet send window", () => {
     assert.ok(window.size >= before);
   });
 });
+
+describe("fleet send window: the gap between starts", () => {
+  it("opens once the window is at its minimum and sends stay slow, doubling up to a second", () => {
+    const window = new SendWindow(2, 32);
+    window.record(5);
+    window.record(200);
+    assert.equal(window.size, 2);
+    assert.equal(window.gapMs, 0, "the window halved to its minimum first");
+    window.record(200);
+    assert.equal(window.gapMs, 5, "at the minimum already: the first pause");
+    window.record(200);
+    assert.equal(window.gapMs, 10);
+    for (let i = 0; i < 20; i++) window.record(200);
+    assert.equal(window.gapMs, 1000);
+  });
+
+  it("eases off while sends are fast, and only then does the window grow again", () => {
+    const window = new SendWindow(2, 32);
+    window.record(5);
+    for (let i = 0; i < 4; i++) window.record(200);
+    assert.equal(window.gapMs, 20);
+    window.record(5);
+    assert.equal(window.gapMs, 18);
+    assert.equal(window.size, 2);
+    for (let i = 0; i < 30 && window.gapMs > 0; i++) window.record(5);
+    assert.equal(window.gapMs, 0);
+    for (let i = 0; i < 10; i++) window.record(5);
+    assert.ok(window.size > 2, `size ${window.size}`);
+  });
+});
