@@ -384,7 +384,8 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     mqtt.onReconnected(() => sweeper.kickQueuedDevices());
 
     const fleetDriver = new FleetDriver(
-      new DispatchLeaseRepository(database.db, "fleet_leases"),
+      // A sole writer drives every fleet command itself: its leases, like its devices', cost no store write.
+      soleWriter ? soleWriterLeases : new DispatchLeaseRepository(database.db, "fleet_leases"),
       {
         fleets: fleetCommandRepository,
         commands: commandRepository,

@@ -53,7 +53,7 @@ export interface SubmitOptions {
 const NOT_ALLOWED = "not_allowed_in_state";
 /** The wait for a device's final reply: at least this, and as long as most final replies lately took, at most the maximum. */
 const REPLY_LINGER_MIN_MS = 25;
-const REPLY_LINGER_MAX_MS = 250;
+const REPLY_LINGER_MAX_MS = 500;
 /** Waits begun whose final reply has not come (a silent device's): forgotten past this many. */
 const MAX_WAITS_TRACKED = 10_000;
 /** Lost compare-and-set races before giving up: each loss means another writer made progress. */

@@ -1,6 +1,6 @@
 import type { Command } from "../commands/command";
 import type { Logger } from "../logger";
-import type { DispatchLeaseRepository } from "../store/dispatch-lease-repository";
+import type { DispatchLeases } from "../commands/dispatch-leases";
 import { isFinished, type FleetCommand } from "./fleet-command";
 import { Rollout, type RolloutPorts } from "./rollout";
 
@@ -25,7 +25,7 @@ export class FleetDriver {
   private stopped = false;
 
   constructor(
-    private readonly leases: DispatchLeaseRepository,
+    private readonly leases: DispatchLeases,
     private readonly ports: RolloutPorts,
     private readonly options: FleetDriverOptions,
     private readonly log: Logger,

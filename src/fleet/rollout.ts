@@ -79,7 +79,7 @@ export class Rollout {
   private readonly ticker: NodeJS.Timeout;
   private readonly intervalMs: number;
   private readonly principal: Principal;
-  private readonly window = new SendWindow(MIN_IN_FLIGHT, MAX_IN_FLIGHT);
+  private readonly window = new SendWindow(MIN_IN_FLIGHT, MAX_IN_FLIGHT, 2, 5);
 
   constructor(
     private fleet: FleetCommand,
