@@ -10,7 +10,7 @@ const RECOMPUTE_EVERY = 16;
 
 /**
  * SENT's wait for the device's final reply, so that SENT, DELIVERED and SUCCEEDED (or FAILED) cost one
- * store write: twice the 90th percentile of how late the final replies of recent commands came, within
+ * store write: twice the 99th percentile of how late the final replies of recent commands came, within
  * [minMs, maxMs]. A device that answers in 3 ms is written after 3 ms (the final reply ends the wait);
  * devices answering later, as on a loaded gateway or store, raise the wait to cover them, which takes
  * writes off the store exactly when it is the bottleneck. Only SENT's announcement waits: the deadline
@@ -40,7 +40,8 @@ export class AdaptiveLinger implements Linger {
     this.slot = (this.slot + 1) % this.window;
     if (++this.seen % RECOMPUTE_EVERY !== 0 && this.recent.length >= RECOMPUTE_EVERY) return;
     const sorted = [...this.recent].sort((a, b) => a - b);
-    const p90 = sorted[Math.floor(0.9 * (sorted.length - 1))]!;
-    this.current = Math.min(this.maxMs, Math.max(this.minMs, Math.ceil(2 * p90)));
+    // A high percentile costs a quick device nothing (its final reply ends the wait); it spares a write for nearly all.
+    const p99 = sorted[Math.floor(0.99 * (sorted.length - 1))]!;
+    this.current = Math.min(this.maxMs, Math.max(this.minMs, Math.ceil(2 * p99)));
   }
 }

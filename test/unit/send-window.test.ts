@@ -32,7 +32,7 @@ describe("fleet send window", () => {
 });
 
 describe("fleet send window: the gap between starts", () => {
-  it("opens once the window is at its minimum and sends stay slow, doubling up to a second", () => {
+  it("opens once the window is at its minimum and sends stay slow, doubling up to 250 ms", () => {
     const window = new SendWindow(2, 32);
     window.record(5);
     window.record(200);
@@ -43,7 +43,7 @@ describe("fleet send window: the gap between starts", () => {
     window.record(200);
     assert.equal(window.gapMs, 10);
     for (let i = 0; i < 20; i++) window.record(200);
-    assert.equal(window.gapMs, 1000);
+    assert.equal(window.gapMs, 250);
   });
 
   it("eases off while sends are fast, and only then does the window grow again", () => {

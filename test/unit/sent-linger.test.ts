@@ -10,11 +10,14 @@ describe("SENT's adaptive linger", () => {
     assert.equal(linger.ms, 25);
   });
 
-  it("covers twice the 90th percentile of recent answers, up to the maximum", () => {
+  it("covers twice the 99th percentile of recent answers, up to the maximum", () => {
     const linger = new AdaptiveLinger(25, 250, 100);
-    // 90 answers at 40 ms, 10 at 1000 ms: the 90th percentile is 40.
-    for (let i = 0; i < 100; i++) linger.observe(i % 10 === 0 ? 1000 : 40);
+    // 99 answers at 40 ms, one at 1000 ms: the 99th percentile is 40.
+    for (let i = 0; i < 100; i++) linger.observe(i === 50 ? 1000 : 40);
     assert.equal(linger.ms, 80);
+    for (let i = 0; i < 5; i++) linger.observe(1000);
+    for (let i = 0; i < 11; i++) linger.observe(40);
+    assert.equal(linger.ms, 250, "a few slow answers in the window: their time (capped) is waited for");
     for (let i = 0; i < 100; i++) linger.observe(400);
     assert.equal(linger.ms, 250);
   });
