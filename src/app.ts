@@ -46,7 +46,7 @@ import { AlertRepository } from "./store/alert-repository";
 import { AlertWebhookRepository } from "./store/alert-webhook-repository";
 import { ApiKeyRepository } from "./store/api-key-repository";
 import { CommandRepository } from "./store/command-repository";
-import { connectDatabase } from "./store/database";
+import { connectDatabase, retryWhileUnavailable } from "./store/database";
 import { DeviceRepository } from "./store/device-repository";
 import { DispatchLeaseRepository } from "./store/dispatch-lease-repository";
 import { PayloadLimitRepository } from "./store/payload-limit-repository";
@@ -171,7 +171,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const deliveryRepository = new AlertDeliveryRepository(database.db);
     // A small collection written by compare-and-set on {_id, v}: the MongoDB form on every store.
     const fleetCommandRepository = new FleetCommandRepository(database.db);
-    await Promise.all([
+    await retryWhileUnavailable(() => Promise.all([
       webhookRepository.ensureIndexes(),
       deliveryRepository.ensureIndexes(),
       fleetCommandRepository.ensureIndexes(),
@@ -181,7 +181,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       apiKeyRepository.ensureIndexes(),
       ruleRepository.ensureIndexes(),
       payloadLimitRepository.ensureIndexes(),
-    ]);
+    ]), log, "creating indexes");
     // After ensureIndexes: the tuning works on the tables behind the collections.
     const storePorts = await embeddedStore?.tune(database.db, config.mongodbDb);
     const commandRepository = new CommandRepository(
@@ -190,7 +190,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
       storePorts?.commandListIndex,
     );
     // The embedded store migrated before installing its version guard (and a scan of history there is costly).
-    if (!storePorts) await commandRepository.migrateVersions();
+    if (!storePorts) await retryWhileUnavailable(() => commandRepository.migrateVersions(), log, "giving old commands a version");
     const commandIds = withDefaultIdQueries(storePorts?.commandIdQueries, mongoCommandIdQueries(commandRepository.collection));
     const activeCommands = new ActiveCommands();
     const deviceDirectory = new DeviceDirectory(deviceRepository);

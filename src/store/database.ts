@@ -63,6 +63,24 @@ export const isStoreUnavailableError = (error: unknown): boolean =>
   error instanceof MongoNotConnectedError ||
   error instanceof MongoTopologyClosedError;
 
+/**
+ * Runs an idempotent start-up step (creating indexes) again when the store drops the connection under
+ * it, a few times with growing pauses: replicas starting together on one fresh store create the same
+ * collections at once, which a replica set election or FerretDB v1 (a recovered panic closes the
+ * connection) can answer that way. Any other error, or the last one, is thrown.
+ */
+export async function retryWhileUnavailable<T>(step: () => Promise<T>, log: Logger, what: string, attempts = 5): Promise<T> {
+  for (let attempt = 1, delayMs = 250; ; attempt++, delayMs *= 2) {
+    try {
+      return await step();
+    } catch (error) {
+      if (!isStoreUnavailableError(error) || attempt >= attempts) throw error;
+      log.warn({ err: (error as Error).message, attempt, retryInMs: delayMs }, `${what}: the store dropped the connection; trying again`);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
+}
+
 /** A stored document as the domain sees it: `_id` becomes `id`. */
 export function withId<T extends { _id: string }>({ _id, ...rest }: T): Omit<T, "_id"> & { id: string } {
   return { id: _id, ...rest };
