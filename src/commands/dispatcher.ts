@@ -243,8 +243,7 @@ export class Dispatcher {
         return { set: { sentAt, deadline: new Date(sentAt.getTime() + current.timeoutSeconds * 1000) }, event: { at: sentAt, actor: "gateway" } };
       },
       undefined,
-      // While the device has more to send, SENT waits no longer than the minimum: its next command waits for it.
-      moreToSend ? this.lifecycle.shortReplyLinger : this.lifecycle.replyLinger,
+      this.lifecycle.replyWaitMs(moreToSend),
     );
   }
 }

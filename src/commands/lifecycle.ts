@@ -1,9 +1,10 @@
 import type { Clock } from "../clock";
 import type { Metrics } from "../observability/metrics";
+import { bindToActive } from "../observability/tracing";
 import type { CommandRepository } from "../store/command-repository";
 import type { ActiveCommands } from "./active-commands";
 import type { Command, CommandEvent } from "./command";
-import { AdaptiveLinger, type Linger } from "./sent-linger";
+import { AdaptiveLinger } from "./sent-linger";
 import { canTransition, targetOf, type CommandTransition } from "./state-machine";
 
 /** What happened to the command: a transition, its creation, or an escalation (which keeps the status). */
@@ -41,11 +42,11 @@ export interface TransitionChange {
 
 /** How a change joins a command's waiting write (see `submit`). */
 export interface SubmitOptions {
-  /** This change opens the command's write and waits for company (SENT or DELIVERED, for the device's final reply). */
-  linger?: Linger;
+  /** This change opens the command's write and waits this long for company (SENT or DELIVERED, for the device's final reply). */
+  lingerMs?: number;
   /**
    * A device's reply: DELIVERED joins a waiting write and lets it wait on for the final reply; a final
-   * one joins and ends the wait, and tells the linger how late it came. Any other change ends the wait.
+   * one joins and ends the wait, and teaches the reply linger how late it came. Any other change ends the wait.
    */
   reply?: "DELIVERED" | "final";
 }
@@ -63,29 +64,28 @@ interface Pending {
   decide: Decide;
   resolve(outcome: Outcome): void;
   reject(error: unknown): void;
+  /** Runs a step in the trace context the change was submitted in (tracing on): its write belongs there. */
+  inContext<T>(step: () => T): T;
 }
+
+const runHere = <T>(step: () => T): T => step();
 
 /**
  * Applies changes to commands through the store and tells everyone who listens (subscriptions,
  * alerts, metrics). Every change of a command goes through here, as a compare-and-set on its version.
  * Changes of one command that arrive while a write for it is in flight are stored together in the
  * next write (one update, every step appended to `history`) and then announced one by one, in order:
- * a fast device's DELIVERED and SUCCEEDED cost one store round trip, not two.
+ * a quick device's SENT, DELIVERED and SUCCEEDED cost one store round trip, not three.
  */
 export class CommandLifecycle {
   private readonly listeners: TransitionListener[] = [];
   private readonly queues = new Map<string, Pending[]>();
   /** Commands whose first queued change waits a moment for the next ones (see `submit`'s `linger`). */
   private readonly lingering = new Map<string, () => void>();
-  /** When each wait began, until the command's next change that is not a DELIVERED reply. */
-  private readonly waitsBegun = new Map<string, { at: number; linger: Linger }>();
-  /**
-   * How long SENT (and a DELIVERED that finds nothing waiting) waits for the device's final reply, learnt
-   * from how late the final replies came after SENT: one write for SENT, DELIVERED and the result.
-   */
-  readonly replyLinger: Linger = new AdaptiveLinger(REPLY_LINGER_MIN_MS, REPLY_LINGER_MAX_MS);
-  /** The same wait cut to its minimum, still learning (for SENT while the device has more to send). */
-  readonly shortReplyLinger: Linger = { ms: REPLY_LINGER_MIN_MS, observe: (ms) => this.replyLinger.observe(ms) };
+  /** When SENT's wait began (performance.now()), until the command's next change that is not a DELIVERED reply. */
+  private readonly waitsBegun = new Map<string, number>();
+  /** Learns from how late the final replies came after SENT: one write for SENT, DELIVERED and the result. */
+  private readonly replyLinger = new AdaptiveLinger(REPLY_LINGER_MIN_MS, REPLY_LINGER_MAX_MS);
 
   constructor(
     private readonly commands: CommandRepository,
@@ -93,6 +93,14 @@ export class CommandLifecycle {
     private readonly clock: Clock,
     private readonly metrics: Metrics,
   ) {}
+
+  /**
+   * How long SENT (and a DELIVERED that finds nothing waiting) waits for the device's final reply: the
+   * learnt wait, or its minimum while the device has more to send (its next command waits for SENT).
+   */
+  replyWaitMs(moreToSend = false): number {
+    return moreToSend ? REPLY_LINGER_MIN_MS : this.replyLinger.ms;
+  }
 
   onTransition(listener: TransitionListener): void {
     this.listeners.push(listener);
@@ -113,52 +121,53 @@ export class CommandLifecycle {
     transition: CommandTransition,
     change: (current: Command) => TransitionChange | Refusal | null,
     known?: Command,
-    linger?: Linger,
+    lingerMs?: number,
   ): Promise<Command | null> {
-    const outcome = await this.submit(id, transitionDecision(transition, change), known, { linger });
+    const outcome = await this.submit(id, transitionDecision(transition, change), known, { lingerMs });
     return outcome.refused === undefined ? outcome.command : null;
   }
 
   /**
    * Queues a change of the command; resolves once it is stored and announced (or refused). `known`
    * is a copy the caller read, used when the command is not among the active ones in memory.
-   * `options.linger`: the change waits up to `linger.ms` for the command's next changes to store them
+   * `options.lingerMs`: the change waits up to that long for the command's next changes to store them
    * in one write (SENT, whose DELIVERED and SUCCEEDED follow within milliseconds from a quick device);
    * the device's final reply, or any change that is not a DELIVERED reply, ends the wait at once.
    */
   submit(id: string, decide: Decide, known?: Command, options: SubmitOptions = {}): Promise<Outcome> {
     if (options.reply !== "DELIVERED") this.endWait(id, options.reply === "final");
     return new Promise<Outcome>((resolve, reject) => {
+      const pending: Pending = { decide, resolve, reject, inContext: bindToActive(runHere) };
       const queue = this.queues.get(id);
       if (queue) {
-        queue.push({ decide, resolve, reject });
+        queue.push(pending);
         // A change waiting for company got the last it waits for: write them now.
         if (options.reply !== "DELIVERED") this.lingering.get(id)?.();
         return;
       }
-      this.queues.set(id, [{ decide, resolve, reject }]);
-      if (!options.linger || options.linger.ms <= 0) return void this.drain(id, known);
+      this.queues.set(id, [pending]);
+      if (!options.lingerMs || options.lingerMs <= 0) return void this.drain(id, known);
       // Only SENT's waits teach the linger: a DELIVERED's wait is the shorter part of the same time.
       if (options.reply === undefined) {
         if (this.waitsBegun.size >= MAX_WAITS_TRACKED) this.waitsBegun.clear();
-        this.waitsBegun.set(id, { at: performance.now(), linger: options.linger });
+        this.waitsBegun.set(id, performance.now());
       }
       const write = () => {
         clearTimeout(timer);
         this.lingering.delete(id);
         void this.drain(id, known);
       };
-      const timer = setTimeout(write, options.linger.ms);
+      const timer = setTimeout(write, options.lingerMs);
       this.lingering.set(id, write);
     });
   }
 
-  /** The command's wait is over; a final reply tells its linger how late it came, written together or not. */
+  /** The command's wait is over; a final reply tells the linger how late it came, written together or not. */
   private endWait(id: string, observe: boolean): void {
     const begun = this.waitsBegun.get(id);
-    if (!begun) return;
+    if (begun === undefined) return;
     this.waitsBegun.delete(id);
-    if (observe) begun.linger.observe(performance.now() - begun.at);
+    if (observe) this.replyLinger.observe(performance.now() - begun);
   }
 
   private async drain(id: string, known: Command | undefined): Promise<void> {
@@ -183,7 +192,9 @@ export class CommandLifecycle {
         batch.forEach((pending, i) => pending.resolve(plan.outcomes[i]!));
         return;
       }
-      const stored = await this.commands.write(base, plan.next, plan.fields);
+      // In the context of the batch's last change (a reply that ended SENT's wait, or joined a write in
+      // flight), not of whoever started the drain: the write's span sits under the change that completed it.
+      const stored = await batch[batch.length - 1]!.inContext(() => this.commands.write(base!, plan.next, plan.fields));
       if (stored) {
         this.active.observe(stored);
         this.announce(plan, stored);

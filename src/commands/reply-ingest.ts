@@ -127,7 +127,7 @@ export class ReplyIngest {
       if (!known) return { outcome: "unknown_command" };
       const decide = (current: Command) => refusal(judge(current, deviceId, reply)) ?? this.changeFor(reply, current, deviceId);
       // A DELIVERED that finds no SENT waiting (written already, or its PUBACK not yet seen) waits for the final reply itself.
-      const options = reply.status === "DELIVERED" ? { reply: "DELIVERED" as const, linger: this.lifecycle.replyLinger } : { reply: "final" as const };
+      const options = reply.status === "DELIVERED" ? { reply: "DELIVERED" as const, lingerMs: this.lifecycle.replyWaitMs() } : { reply: "final" as const };
       return { pending: this.lifecycle.submit(reply.id, decide, known, options) };
     });
     if ("outcome" in queued) return queued.outcome;

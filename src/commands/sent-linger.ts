@@ -1,11 +1,3 @@
-/** How long a change that opens a command's write waits for the command's next changes, to store them together. */
-export interface Linger {
-  /** The wait for the change being queued now. */
-  readonly ms: number;
-  /** How long after the wait began the change that ends it arrived (in time to join the write or not). */
-  observe(ms: number): void;
-}
-
 const RECOMPUTE_EVERY = 16;
 
 /**
@@ -16,7 +8,7 @@ const RECOMPUTE_EVERY = 16;
  * writes off the store exactly when it is the bottleneck. Only SENT's announcement waits: the deadline
  * counts from the broker's acknowledgement.
  */
-export class AdaptiveLinger implements Linger {
+export class AdaptiveLinger {
   private readonly recent: number[] = [];
   private slot = 0;
   private seen = 0;
@@ -30,10 +22,12 @@ export class AdaptiveLinger implements Linger {
     this.current = minMs;
   }
 
+  /** The wait for SENT now. */
   get ms(): number {
     return this.current;
   }
 
+  /** How long after SENT's wait began the final reply arrived (in time to join the write or not). */
   observe(ms: number): void {
     if (this.recent.length < this.window) this.recent.push(ms);
     else this.recent[this.slot] = ms;

@@ -25,6 +25,9 @@ import { SendWindow } from "./send-window";
 /** Children being sent at once, at most (enough for 100,000 per minute over a store round trip of a few ms) and at least. */
 const MAX_IN_FLIGHT = 32;
 const MIN_IN_FLIGHT = 2;
+/** A send slower than the fastest × this + the margin means the store is queueing (tighter than the window's default). */
+const SLOW_FACTOR = 2;
+const SLOW_MARGIN_MS = 5;
 /** Below this interval timers are too coarse to start one child at a time: a start may be this late and catch up. */
 const MIN_TIMER_MS = 20;
 const TICK_MS = 250;
@@ -79,7 +82,7 @@ export class Rollout {
   private readonly ticker: NodeJS.Timeout;
   private readonly intervalMs: number;
   private readonly principal: Principal;
-  private readonly window = new SendWindow(MIN_IN_FLIGHT, MAX_IN_FLIGHT, 2, 5);
+  private readonly window = new SendWindow(MIN_IN_FLIGHT, MAX_IN_FLIGHT, SLOW_FACTOR, SLOW_MARGIN_MS);
 
   constructor(
     private fleet: FleetCommand,

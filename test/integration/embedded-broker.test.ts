@@ -11,6 +11,7 @@ import { findFreePort } from "../../src/embedded/free-port";
 import { createLogger } from "../../src/logger";
 import { createTopics } from "../../src/mqtt/topics";
 import { fixedHeader } from "../kit/mqtt-wire";
+import { waitUntil } from "../kit/wait";
 
 const log = createLogger(process.env.LOG_LEVEL ?? "silent");
 const topics = createTopics("iot");
@@ -370,7 +371,7 @@ describe("embedded MQTT broker: a burst behind a stalled subscriber", () => {
       const payload = Buffer.alloc(200, 1);
       const published = publishers.flatMap((p, n) => Array.from({ length: 3000 }, (_, i) => p.publishAsync(`iot/burst/${n}/${i}`, payload, { qos: 0 })));
       // The broker holds messages once it stops reading the publishers: their sockets back up.
-      await waitUntil(() => publishers.every((p) => p.stream.writableNeedDrain), "every publisher backed up behind the stalled subscriber");
+      await waitUntil("every publisher backed up behind the stalled subscriber", () => publishers.every((p) => p.stream.writableNeedDrain), 60_000);
       stalled.stream.destroy();
       await Promise.all(published);
       const probe = await connect("probe");
@@ -386,11 +387,3 @@ describe("embedded MQTT broker: a burst behind a stalled subscriber", () => {
   });
 });
 
-/** Polls a condition of client-side state (no broker event tells it) until it holds. */
-async function waitUntil(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
