@@ -2,14 +2,14 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { MongoClient } from "mongodb";
+import { MongoClient, type Collection } from "mongodb";
 import { Completions, runClosedLoop, type RunResult, type Side } from "./closed-loop";
 import type { GatewayApi } from "./gateway-api";
 import { ChildChannel, type MemorySample } from "./ipc";
 import { cpuModel, forkChild, startBenchGateway, stopChild } from "./children";
 import { Progress } from "./progress";
 import { percentiles, round, tailLabel } from "./stats";
-import { opsBetween, totalOps, type StoreOpCounts } from "./store-ops";
+import { opsBetween, totalOps, type CommandStoreOps, type StoreOpCounts } from "./store-ops";
 
 const USAGE = "usage: npm run bench:fleet [-- --devices N] [--hosts N] [--idle-seconds N] [--pacing-seconds N] [--out FILE] [--profile DIR]";
 const MB = 1024 * 1024;
@@ -39,7 +39,11 @@ interface ChildRow {
   status: string;
   createdAt: Date;
   completedAt?: Date;
+  history?: Array<{ status: string; at: Date }>;
 }
+
+/** Children whose `commands` store commands exceed a single command's, sampled: when each step came. */
+const COSTLIER_SAMPLE = 8;
 
 /**
  * Issue 12's fleet benchmark. The gateway runs as a child process on the embedded default (as `npm run
@@ -132,7 +136,8 @@ async function main(): Promise<void> {
     single.mutationMs.length = 0;
     single.ids.length = 0;
     /** `commands` collection store commands per command of `ids`, from the gateway's own count by command id. */
-    const perCommand = async (ids: string[]) => round((await gateway.request<number>({ kind: "commandStoreOps", ids })) / ids.length, 3);
+    const commandOps = (ids: string[], over?: number) => gateway.request<CommandStoreOps>({ kind: "commandStoreOps", ids, over });
+    const perCommand = async (ids: string[]) => round((await commandOps(ids)).total / ids.length, 3);
     const idleOpsBefore = await ops();
     const idle = await runClosedLoop(single.side, singleIds, 1, idleMs);
     const idleOps = opsBetween(idleOpsBefore, await ops());
@@ -153,7 +158,9 @@ async function main(): Promise<void> {
     const memoryAfter = await gateway.request<MemorySample>({ kind: "memory" });
     const rolloutChildren = await commands.find({ fleetCommandId: rollout.id }, { projection: { _id: 1, status: 1, createdAt: 1, completedAt: 1 } }).toArray();
     const duringCommandsOps = await perCommand(single.ids.splice(0));
-    const childCommandsOps = await perCommand(rolloutChildren.map((c) => String(c._id)));
+    const childIds = rolloutChildren.map((c) => String(c._id));
+    const childCommandsOps = await perCommand(childIds);
+    const costlier = await costlierChildren(commands, await commandOps(childIds, Math.round(idleCommandsOps)));
     const duringSingle = singleResult(mergeRuns(duringRuns), single.mutationMs.splice(0));
     const singlesDuring = duringSingle.completed + duringSingle.failed;
     // The single commands' share taken off by collection and command, at their idle cost.
@@ -189,6 +196,8 @@ async function main(): Promise<void> {
       fleetDocumentOpsPerChild: round(fleetOnly / rolloutChildren.length, 3),
       /** Store commands on the `commands` collection by command id, in this stage: a child's against a single command's sent meanwhile. */
       commandsCollectionOpsById: { perChild: childCommandsOps, perSingleDuringRollout: duringCommandsOps, perSingleIdle: idleCommandsOps },
+      /** How many children cost more `commands` store commands than a single idle one, and when a sample of them moved. */
+      costlierChildren: costlier,
       gatewayRssMb: { beforeAfterGc: round(memoryBefore.rss / MB), peak: rssPeakMb, afterAfterGc: round(memoryAfter.rss / MB) },
       gatewayHeapUsedMb: { before: round(memoryBefore.heapUsed / MB), after: round(memoryAfter.heapUsed / MB) },
       singleDuringRollout: duringSingle,
@@ -283,6 +292,13 @@ async function singleSide(api: GatewayApi, deviceIds: string[]): Promise<{ side:
     if ((await completions.wait(await side.send(deviceIds[0]!), 3_000)).status === "SUCCEEDED") break;
   }
   return { side, mutationMs, ids, close: async () => void (await client.dispose()) };
+}
+
+/** Each step's time after the child was created, `SENT+4 DELIVERED+9 SUCCEEDED+31` (ms), for a sample of the costlier children. */
+async function costlierChildren(commands: Collection<ChildRow>, ops: CommandStoreOps) {
+  const sample = await commands.find({ _id: { $in: ops.costlier.slice(0, COSTLIER_SAMPLE) } } as never, { projection: { createdAt: 1, history: 1 } }).toArray();
+  const steps = (row: ChildRow) => (row.history ?? []).map((step) => `${step.status}+${step.at.getTime() - row.createdAt.getTime()}`).join(" ");
+  return { count: ops.costlier.length, sample: sample.map(steps) };
 }
 
 function singleResult(run: RunResult, mutationMs: number[]) {

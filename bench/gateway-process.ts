@@ -24,7 +24,7 @@ async function main(): Promise<void> {
       if (request.kind === "memory") return memoryAfterGc();
       if (request.kind === "storeOps") return storeOps();
       if (request.kind === "storeOpsByCollection") return storeOpsByCollection();
-      if (request.kind === "commandStoreOps") return commandStoreOps(request.ids);
+      if (request.kind === "commandStoreOps") return commandStoreOps(request.ids, request.over);
       throw new Error(`unknown request ${request.kind}`);
     },
     async () => {

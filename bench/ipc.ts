@@ -6,7 +6,7 @@ export interface MemorySample {
   heapUsed: number;
 }
 
-export type ChildRequestBody = { kind: "memory" } | { kind: "storeOps" } | { kind: "storeOpsByCollection" } | { kind: "commandStoreOps"; ids: string[] } | { kind: "stop" };
+export type ChildRequestBody = { kind: "memory" } | { kind: "storeOps" } | { kind: "storeOpsByCollection" } | { kind: "commandStoreOps"; ids: string[]; over?: number } | { kind: "stop" };
 export type ChildRequest = ChildRequestBody & { id: number };
 
 export type ChildReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };

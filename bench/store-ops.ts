@@ -52,7 +52,7 @@ export const totalOps = (counts: StoreOpCounts): number => Object.values(counts)
  * Store commands on the `commands` collection per command id (the `_id` of an insert's document, of a
  * findAndModify's, update's or delete's filter): what one command cost, whoever sent it.
  */
-export function countCommandStoreOpsById(client: MongoClient): (ids: readonly string[]) => number {
+export function countCommandStoreOpsById(client: MongoClient): (ids: readonly string[], over?: number) => CommandStoreOps {
   const byId = new Map<string, number>();
   const add = (id: unknown) => typeof id === "string" && byId.set(id, (byId.get(id) ?? 0) + 1);
   client.on("commandStarted", (event) => {
@@ -64,5 +64,14 @@ export function countCommandStoreOpsById(client: MongoClient): (ids: readonly st
     else if (event.commandName === "delete") for (const d of (command.deletes as Array<{ q?: { _id?: unknown } }>) ?? []) add(d.q?._id);
     else if (event.commandName === "find") add((command.filter as { _id?: unknown } | undefined)?._id);
   });
-  return (ids) => ids.reduce((sum, id) => sum + (byId.get(id) ?? 0), 0);
+  return (ids, over = Infinity) => ({
+    total: ids.reduce((sum, id) => sum + (byId.get(id) ?? 0), 0),
+    costlier: ids.filter((id) => (byId.get(id) ?? 0) > over),
+  });
+}
+
+/** What the commands of some ids cost in all, and which of them cost more than a limit. */
+export interface CommandStoreOps {
+  total: number;
+  costlier: string[];
 }

@@ -28,8 +28,11 @@ const MIN_IN_FLIGHT = 2;
 /** A send slower than the fastest × this + the margin means the store is queueing (tighter than the window's default). */
 const SLOW_FACTOR = 2;
 const SLOW_MARGIN_MS = 5;
-/** Below this interval timers are too coarse to start one child at a time: a start may be this late and catch up. */
-const MIN_TIMER_MS = 20;
+/**
+ * Children due within this long start together, as a wave (their inserts go as one store command); a
+ * rate slower than a child per wave starts one at a time. A start may be this late and catch up.
+ */
+const WAVE_MS = 100;
 const TICK_MS = 250;
 /** Progress is stored every this many ticks (1 s), published on every tick it changed (≤ 4 per second). */
 const STORE_EVERY_TICKS = 4;
@@ -69,6 +72,8 @@ export class Rollout {
   private next = 0;
   private inFlight = 0;
   private nextDue = 0;
+  /** When the current wave of starts began. */
+  private waveAt = -Infinity;
   private firstFailing?: Command;
   private loaded = false;
   private stopped = false;
@@ -215,14 +220,15 @@ export class Rollout {
       if (this.next >= this.childIds.length) break;
       const now = this.ports.clock.now().getTime();
       if (this.nextDue > now) {
-        this.pumpTimer = setTimeout(() => this.pump(), this.nextDue - now);
+        // The next wave: when its first child is due, and not before a wave's length after the last one.
+        this.pumpTimer = setTimeout(() => this.pump(), Math.max(this.nextDue, this.waveAt + WAVE_MS) - now);
         this.pumpTimer.unref();
         return;
       }
+      if (this.waveAt + WAVE_MS <= now) this.waveAt = now;
       // The rate's interval, or longer while the store is queueing (the send window's gap).
       const step = Math.max(this.intervalMs, this.window.gapMs);
-      const catchUp = step < MIN_TIMER_MS ? MIN_TIMER_MS : 0;
-      this.nextDue = Math.max(this.nextDue, now - catchUp) + step;
+      this.nextDue = Math.max(this.nextDue, now - WAVE_MS) + step;
       const index = this.next++;
       this.inFlight++;
       this.markChanged();

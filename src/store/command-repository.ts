@@ -1,7 +1,8 @@
 import { guard } from "@ucast/mongo2js";
 import type { Collection, Db, Filter, UpdateFilter } from "mongodb";
 import type { Command, CommandStatus } from "../commands/command";
-import { flatFilter, insertUnique } from "./database";
+import { flatFilter } from "./database";
+import { GroupedInserts } from "./grouped-inserts";
 import { findOneInScope } from "./find-in-scope";
 import { ensureIndexes } from "./indexes";
 import { allIndexes, mongoVersionedWrites, type CommandIndexQuery, type CommandListIndex, type IndexFilter, type VersionedWrites } from "./store-ports";
@@ -31,6 +32,8 @@ export interface CommandPosition {
 /** The commands collection: the durable queue and the only place a command's state changes. */
 export class CommandRepository {
   readonly collection: Collection<CommandDocument>;
+  /** Commands sent together (a fleet's children, many callers at once) are stored by one insert. */
+  private readonly inserts: GroupedInserts<CommandDocument>;
 
   constructor(
     db: Db,
@@ -38,6 +41,7 @@ export class CommandRepository {
     private readonly listIndex?: CommandListIndex,
   ) {
     this.collection = db.collection<CommandDocument>("commands");
+    this.inserts = new GroupedInserts(this.collection);
   }
 
   /** `keep`: the store's index filter (the embedded store on SQLite keeps none of these: no query of its uses them). */
@@ -53,7 +57,7 @@ export class CommandRepository {
 
   /** Inserts a new command; `false` when a command with that id already exists (an idempotent resend). */
   async insert(command: Command): Promise<boolean> {
-    return inSpan("store commands.insert", storeSpan("insert", command), () => insertUnique(this.collection, toDocument(command)));
+    return inSpan("store commands.insert", storeSpan("insert", command), () => this.inserts.insert(toDocument(command)));
   }
 
   /** Documents written before versions existed get `v: 0` (once; later starts find none). */

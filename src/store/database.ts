@@ -86,7 +86,7 @@ export function withId<T extends { _id: string }>({ _id, ...rest }: T): Omit<T, 
   return { id: _id, ...rest };
 }
 
-const isDuplicateKeyError = (error: unknown): boolean =>
+export const isDuplicateKeyError = (error: unknown): boolean =>
   typeof error === "object" && error !== null && (error as { code?: unknown }).code === 11000;
 
 /**
