@@ -159,8 +159,9 @@ async function main(): Promise<void> {
     const rolloutChildren = await commands.find({ fleetCommandId: rollout.id }, { projection: { _id: 1, status: 1, createdAt: 1, completedAt: 1 } }).toArray();
     const duringCommandsOps = await perCommand(single.ids.splice(0));
     const childIds = rolloutChildren.map((c) => String(c._id));
-    const childCommandsOps = await perCommand(childIds);
-    const costlier = await costlierChildren(commands, await commandOps(childIds, Math.round(idleCommandsOps)));
+    const childCommandOps = await commandOps(childIds, Math.round(idleCommandsOps));
+    const childCommandsOps = round(childCommandOps.total / childIds.length, 3);
+    const costlier = await costlierChildren(commands, childCommandOps);
     const duringSingle = singleResult(mergeRuns(duringRuns), single.mutationMs.splice(0));
     const singlesDuring = duringSingle.completed + duringSingle.failed;
     // The single commands' share taken off by collection and command, at their idle cost.

@@ -1,5 +1,5 @@
 import { MongoBulkWriteError, MongoServerError, type Collection, type Document, type OptionalUnlessRequiredId, type WriteError } from "mongodb";
-import { insertUnique, isDuplicateKeyError } from "./database";
+import { isDuplicateKeyError } from "./database";
 
 /** The most documents one store command carries. */
 const MAX_GROUP = 256;
@@ -36,9 +36,7 @@ export class GroupedInserts<T extends Document> {
 
   private async flush(): Promise<void> {
     while (this.waiting.length > 0) {
-      const group = this.waiting.splice(0, MAX_GROUP);
-      if (group.length === 1) await settle(group[0]!, () => insertUnique(this.collection, group[0]!.doc));
-      else await this.insertGroup(group);
+      await this.insertGroup(this.waiting.splice(0, MAX_GROUP));
     }
     this.inFlight = false;
   }
@@ -66,13 +64,5 @@ export class GroupedInserts<T extends Document> {
         else waiting.reject(new MongoServerError({ message: writeError.errmsg ?? "insert refused", code: writeError.code, errmsg: writeError.errmsg }));
       });
     }
-  }
-}
-
-async function settle<T>(waiting: Waiting<T>, insert: () => Promise<boolean>): Promise<void> {
-  try {
-    waiting.resolve(await insert());
-  } catch (error) {
-    waiting.reject(error);
   }
 }
