@@ -36,7 +36,7 @@ import type { Logger } from "./logger";
 import { MqttConnection } from "./mqtt/connection";
 import { createTopics } from "./mqtt/topics";
 import { Metrics } from "./observability/metrics";
-import { inSpan, SpanKind } from "./observability/tracing";
+import { inEventOrSpan, inSpan, SpanKind } from "./observability/tracing";
 import { LimitValidators } from "./payload-limits/limit-schema";
 import { PayloadLimitService } from "./payload-limits/payload-limit-service";
 import { PayloadLimits } from "./payload-limits/payload-limits";
@@ -237,8 +237,9 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     };
     const catalog = new CommandCatalog();
     const lifecycle = new CommandLifecycle(commandRepository, activeCommands, clock, metrics);
+    // An event of the span that made the change (a request, a reply); a change with none (a timeout) gets a span.
     lifecycle.onTransition((command, change) =>
-      inSpan(
+      inEventOrSpan(
         "subscription commandUpdated",
         { kind: SpanKind.PRODUCER, parent: command.traceparent, attributes: { "command.id": command.id, "command.status": command.status, "command.change": change } },
         () => pubSub.publish(Topic.CommandUpdated, toCommandUpdate(command)),
@@ -424,7 +425,7 @@ export async function startGateway(config: Config, log: Logger, clock: Clock = s
     const telemetry = new TelemetryIngest(deviceRepository, ruleEngine, deviceState, clock, metrics, log.child({ component: "telemetry" }));
     // A rule-fired command's trace starts at the telemetry message that fired it.
     const telemetrySpan = (deviceId: string) => ({ kind: SpanKind.CONSUMER, root: true, attributes: { "messaging.system": "mqtt", "device.id": deviceId } });
-    await mqtt.subscribe(topics.allDevices("telemetry"), onDeviceMessage((id, payload) => inSpan("telemetry.message", telemetrySpan(id), () => telemetry.handle(id, payload))), {
+    await mqtt.subscribe(topics.allDevices("telemetry"), onDeviceMessage((id, payload) => inSpan("telemetry.message", telemetrySpan(id), (trace) => telemetry.handle(id, payload, trace))), {
       sharedGroup: config.mqttSharedGroup,
     });
 

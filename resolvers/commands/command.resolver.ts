@@ -55,8 +55,8 @@ export class CommandResolver {
   }
 
   @Mutation(() => CommandType)
-  sendCommand(@Ctx() { principal }: GatewayContext, @Arg("input") input: SendCommandInput) {
-    return this.commandService.send(principal, input);
+  sendCommand(@Ctx() { principal, trace }: GatewayContext, @Arg("input") input: SendCommandInput) {
+    return this.commandService.send(principal, input, trace);
   }
 
   @Mutation(() => CommandType, { description: "From FAILED, TIMED_OUT, EXPIRED: back to QUEUED, same id, attempt + 1" })

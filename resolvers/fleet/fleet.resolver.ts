@@ -48,8 +48,8 @@ export class FleetCommandResolver {
   }
 
   @Mutation(() => FleetCommandType)
-  createFleetCommand(@Ctx() { principal }: GatewayContext, @Arg("input") input: FleetCommandInput) {
-    return this.fleets.create(principal, { ...input, target: targetOf(input.target) });
+  createFleetCommand(@Ctx() { principal, trace }: GatewayContext, @Arg("input") input: FleetCommandInput) {
+    return this.fleets.create(principal, { ...input, target: targetOf(input.target) }, trace);
   }
 
   @Mutation(() => FleetCommandType, { description: "RUNNING → PAUSED: no new children start" })

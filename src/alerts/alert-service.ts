@@ -6,6 +6,7 @@ import type { Command, CommandStatus, PendingAlert } from "../commands/command";
 import type { CommandChange, CommandLifecycle } from "../commands/lifecycle";
 import { decodeCursor, encodeCursor, pageSize, toPage, type Page } from "../common/pagination";
 import type { Logger } from "../logger";
+import { inSpan, type TraceContext } from "../observability/tracing";
 import type { AlertRepository } from "../store/alert-repository";
 import { isStoreUnavailableError } from "../store/database";
 import type { Alert } from "./alert";
@@ -18,7 +19,8 @@ const RETRY_MAX_MS = 10_000;
 /** Where a new alert goes besides the store: subscriptions and the `{p}/alerts` topic. */
 export type AlertPublisher = (alert: Alert) => Promise<void>;
 /** What is derived from a stored alert before its command's mark is cleared (webhook deliveries); must be idempotent. */
-export type AlertFollowUp = (alert: Alert) => Promise<void>;
+/** What follows a stored alert (its webhook deliveries); `trace`: the raise's span, which the deliveries join. */
+export type AlertFollowUp = (alert: Alert, trace?: TraceContext) => Promise<void>;
 
 /**
  * Raises alerts for commands that need a person (TIMED_OUT, FAILED, EXPIRED, ESCALATED) and resolves
@@ -67,10 +69,18 @@ export class AlertService {
     if (command.pendingAlert) await this.raisePending(command);
   }
 
-  /** Writes the alert a command is waiting for, publishes it if it is new, derives its follow-ups, and clears the mark. */
-  async raisePending(command: Command): Promise<void> {
+  /**
+   * Writes the alert a command is waiting for, publishes it if it is new, derives its follow-ups, and
+   * clears the mark; in a span of the command's trace (under the timeout that raised it, when that is active).
+   */
+  raisePending(command: Command): Promise<void> {
     const pending = command.pendingAlert;
-    if (!pending) return;
+    if (!pending) return Promise.resolve();
+    const attributes = { "command.id": command.id, "alert.kind": pending.kind, "alert.level": pending.level };
+    return inSpan("alert.raise", { parent: command.traceparent, attributes }, (trace) => this.raiseAndClear(command, pending, trace));
+  }
+
+  private async raiseAndClear(command: Command, pending: PendingAlert, trace: TraceContext): Promise<void> {
     const alert: Alert = {
       id: alertId(command.id, pending),
       tenant: command.tenant,
@@ -82,7 +92,7 @@ export class AlertService {
       raisedAt: this.clock.now(),
       message: messageFor(command, pending),
     };
-    await this.raise(alert);
+    await this.raise(alert, trace);
     await this.lifecycle.submit(
       command.id,
       (current) =>
@@ -90,17 +100,17 @@ export class AlertService {
           ? { unset: ["pendingAlert"] }
           : { refused: "alert_mark_changed" },
       command,
+      { trace },
     );
   }
 
-  /** Stores the alert and publishes it, once: a second raise of the same id is a no-op. */
   /** Stores the alert once, publishes it if it is new, and derives its follow-ups (webhook deliveries). */
-  async raise(alert: Alert): Promise<void> {
+  async raise(alert: Alert, trace?: TraceContext): Promise<void> {
     const isNew = await this.alerts.insert(alert);
     faultPoint("after-alert");
     if (isNew) await this.publish(alert);
     // Until the command's mark is cleared a crash repeats all this; the follow-up then sees the stored alert.
-    await this.followUp(isNew ? alert : ((await this.alerts.findById(alert.id)) ?? alert));
+    await this.followUp(isNew ? alert : ((await this.alerts.findById(alert.id)) ?? alert), trace);
   }
 
   async list(principal: Principal, request: { open?: boolean | null; first?: number | null; after?: string | null }): Promise<Page<Alert>> {

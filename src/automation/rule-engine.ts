@@ -6,6 +6,7 @@ import type { Device } from "../devices/device";
 import { GatewayError } from "../errors";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
+import type { TraceContext } from "../observability/tracing";
 import type { RuleRepository } from "../store/rule-repository";
 import type { Telemetry } from "./condition";
 import type { EnabledRules } from "./enabled-rules";
@@ -41,21 +42,21 @@ export class RuleEngine {
     private readonly log: Logger,
   ) {}
 
-  /** Resolves when every matching rule has fired or been passed over. */
-  async evaluate(device: Device, telemetry: Telemetry): Promise<void> {
+  /** Resolves when every matching rule has fired or been passed over; the commands join `trace` (the telemetry message's span). */
+  async evaluate(device: Device, telemetry: Telemetry, trace?: TraceContext): Promise<void> {
     const rules = await this.enabledRules.forTenant(device.tenant);
     const firing: Array<Promise<void>> = [];
     for (const { rule, matches } of rules) {
-      if (inScope(rule, device) && matches(telemetry)) firing.push(this.fire(rule, device));
+      if (inScope(rule, device) && matches(telemetry)) firing.push(this.fire(rule, device, trace));
     }
     await Promise.all(firing);
   }
 
-  private async fire(rule: AutomationRule, device: Device): Promise<void> {
+  private async fire(rule: AutomationRule, device: Device, trace: TraceContext): Promise<void> {
     const key = `${rule.id}/${device.id}`;
     if (this.inCooldown(key)) return this.count("cooldown");
     try {
-      this.count(await this.perFiring.run(key, () => this.claimAndSend(key, rule, device)));
+      this.count(await this.perFiring.run(key, () => this.claimAndSend(key, rule, device, trace)));
     } catch (error) {
       // The store failed before anything was sent; the next matching telemetry tries again.
       this.log.warn({ ruleId: rule.id, deviceId: device.id, err: (error as Error).message }, "rule firing failed");
@@ -63,7 +64,7 @@ export class RuleEngine {
     }
   }
 
-  private async claimAndSend(key: string, rule: AutomationRule, device: Device): Promise<FiringOutcome> {
+  private async claimAndSend(key: string, rule: AutomationRule, device: Device, trace: TraceContext): Promise<FiringOutcome> {
     if (this.inCooldown(key)) return "cooldown";
     // The store is the authority: a rule disabled or deleted on any replica stops here at once.
     const current = await this.rules.findById(rule.id, { enabled: true });
@@ -87,7 +88,7 @@ export class RuleEngine {
         deviceId: current.targetDeviceId ?? device.id,
         type: current.commandType,
         payload: current.commandPayload,
-      });
+      }, trace);
       commandId = command.id;
     } catch (error) {
       const refused = error instanceof GatewayError;

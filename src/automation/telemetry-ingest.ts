@@ -5,6 +5,7 @@ import type { Device } from "../devices/device";
 import type { DeviceStateService } from "../devices/device-state-service";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
+import type { TraceContext } from "../observability/tracing";
 import type { DeviceRepository } from "../store/device-repository";
 import type { Telemetry } from "./condition";
 import { ENABLED_RULES_TTL_MS } from "./enabled-rules";
@@ -35,11 +36,11 @@ export class TelemetryIngest {
     this.devices = new TtlCache(ENABLED_RULES_TTL_MS, clock, 100_000);
   }
 
-  /** Resolves once the message has been evaluated and every rule it triggered has fired. */
-  async handle(deviceId: string, payload: Buffer): Promise<TelemetryOutcome> {
+  /** Resolves once the message has been evaluated and every rule it triggered has fired; `trace`: the message's span. */
+  async handle(deviceId: string, payload: Buffer, trace?: TraceContext): Promise<TelemetryOutcome> {
     let outcome: TelemetryOutcome;
     try {
-      outcome = await this.evaluate(deviceId, payload);
+      outcome = await this.evaluate(deviceId, payload, trace);
     } catch (error) {
       this.log.warn({ deviceId, err: (error as Error).message }, "telemetry not evaluated");
       outcome = "failed";
@@ -49,7 +50,7 @@ export class TelemetryIngest {
     return outcome;
   }
 
-  private async evaluate(deviceId: string, payload: Buffer): Promise<TelemetryOutcome> {
+  private async evaluate(deviceId: string, payload: Buffer, trace: TraceContext): Promise<TelemetryOutcome> {
     if (payload.length > MAX_TELEMETRY_BYTES) return "oversized";
     let telemetry: unknown;
     try {
@@ -63,7 +64,7 @@ export class TelemetryIngest {
     const device = await this.devices.get(deviceId, () => this.deviceRepository.findById(deviceId));
     if (!device) return "unregistered_device";
     const { state } = telemetry as Telemetry;
-    await Promise.all([this.engine.evaluate(device, telemetry as Telemetry), state === undefined ? undefined : this.deviceState.recordTelemetry(device.id, state)]);
+    await Promise.all([this.engine.evaluate(device, telemetry as Telemetry, trace), state === undefined ? undefined : this.deviceState.recordTelemetry(device.id, state)]);
     return "evaluated";
   }
 }

@@ -8,7 +8,7 @@ import { decodeCursor, encodeCursor, pageSize, toPage, type Page } from "../comm
 import { faultPoint } from "../common/fault-points";
 import { badInput, conflict, forbidden, notFound, rateLimited } from "../errors";
 import { DEVICE_ID_PATTERN } from "../mqtt/topics";
-import { activeTraceparent, annotate, inSpan } from "../observability/tracing";
+import { annotate, inSpan, inTrace, traceparentOf, type TraceContext } from "../observability/tracing";
 import type { CommandQuery, CommandRepository } from "../store/command-repository";
 import type { DeviceDirectory } from "../devices/device-directory";
 import type { ActiveCommands } from "./active-commands";
@@ -90,25 +90,28 @@ export class CommandService {
     private readonly limits: CommandLimits = DEFAULT_COMMAND_LIMITS,
   ) {}
 
-  /** In a span of the caller's trace; the command stores that span's traceparent, and its later work joins it. */
-  send(principal: Principal, request: SendCommandRequest): Promise<Command> {
+  /**
+   * In a span of the caller's trace (`parent`, else the active context); the command stores that
+   * span's traceparent, and its later work joins it.
+   */
+  send(principal: Principal, request: SendCommandRequest, parent?: TraceContext): Promise<Command> {
     const attributes = { "command.device_id": request.deviceId, "command.type": request.type, "command.source": sourceOf(principal) };
-    return inSpan("command.send", { attributes }, () => this.accept(principal, request));
+    return inSpan("command.send", { parent, attributes }, (trace) => this.accept(principal, request, trace));
   }
 
-  private async accept(principal: Principal, request: SendCommandRequest): Promise<Command> {
+  private async accept(principal: Principal, request: SendCommandRequest, trace: TraceContext): Promise<Command> {
     validateRequest(request, this.clock.now());
     const found = await this.devices.find(request.deviceId);
     const device = found?.tenant === principal.tenant ? found : null;
     // Another tenant's device is indistinguishable from a missing one: no existence leak.
     if (!device) throw notFound("Device", request.deviceId);
     const fields = { tenant: device.tenant, site: device.site, deviceId: device.id, type: request.type, model: device.model };
-    inSpan("command.authorize", {}, () => {
+    inSpan("command.authorize", { parent: trace }, () => {
       if (!allows(abilityOf(principal), "send", "Command", fields)) {
         throw forbidden(`Not allowed to send ${JSON.stringify(request.type)} to device ${JSON.stringify(device.id)}`);
       }
     });
-    const { definition, payload } = await inSpan("command.validate", {}, async () => {
+    const { definition, payload } = await inSpan("command.validate", { parent: trace }, async () => {
       const definition = this.catalog.requireFor(request.type, device.model);
       const payload = this.catalog.validatePayload(request.type, request.payload);
       await this.payloadLimits.check(principal, fields, payload);
@@ -145,9 +148,9 @@ export class CommandService {
       updatedAt: now,
       history: [{ status: "QUEUED", at: now, actor: principal.id }],
       fleetCommandId: request.fleetCommandId,
-      traceparent: activeTraceparent(),
+      traceparent: traceparentOf(trace),
     };
-    annotate({ "command.id": command.id });
+    annotate(trace, { "command.id": command.id });
 
     // A soft cap: concurrent sends may pass it together by a few. A resend of a stored command is still answered.
     if (this.active.queued(device.id).length >= this.limits.maxQueuedPerDevice) {
@@ -169,7 +172,8 @@ export class CommandService {
       return sameInputOrConflict(existing, inputHash);
     }
     faultPoint("after-store");
-    this.lifecycle.created(command);
+    // Announced in the request's span: the QUEUED event is one of its moments.
+    inTrace(trace, () => this.lifecycle.created(command));
     // Before the kick, so that what this command supersedes is not sent first. Not a reason to refuse a
     // command already stored: what is left QUEUED is superseded before the dispatcher sends anything.
     if (definition.supersedes) await this.superseding.supersedeDue(device.id).catch(() => undefined);

@@ -3,7 +3,7 @@ import { faultPoint } from "../common/fault-points";
 import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
-import { activeTraceparent, bindToActive, inSpan, inTraceOf, SpanKind } from "../observability/tracing";
+import { inSpan, SpanKind, traceparentOf, type TraceContext } from "../observability/tracing";
 import type { DeviceDirectory } from "../devices/device-directory";
 import type { DispatchLeases } from "./dispatch-leases";
 import type { ActiveCommands } from "./active-commands";
@@ -149,14 +149,14 @@ export class Dispatcher {
       if (!next) return;
       tried.add(next.id);
       if (!(await this.holdLease(deviceId))) return;
-      const command = await inTraceOf(next.traceparent, () => this.claim(next));
+      const command = await this.claim(next);
       if (!command) continue;
       faultPoint("after-claim");
       let marked: Promise<{ done: Promise<unknown> }> | undefined;
       // SENT is queued in the device's lane at the PUBACK itself, ahead of the device's replies.
-      await this.publishing(command, () => {
+      await this.publishing(command, (trace) => {
         faultPoint("after-publish");
-        marked = this.perDevice.run(deviceId, async () => ({ done: this.markSent(command) }));
+        marked = this.perDevice.run(deviceId, async () => ({ done: this.markSent(command, trace) }));
       });
       this.metrics.commandsPublished.inc({ kind: "send" });
       await (await marked)?.done;
@@ -168,12 +168,12 @@ export class Dispatcher {
    * In a span of the command's trace that ends at the broker's acknowledgement; the message carries
    * that span's traceparent, so a device that echoes it puts its replies under it.
    */
-  private publishing(command: Command, onAcked?: () => void): Promise<void> {
+  private publishing(command: Command, onAcked?: (trace: TraceContext) => void): Promise<void> {
     const attributes = { "messaging.system": "mqtt", "messaging.operation.type": "send", "command.id": command.id, "command.attempt": command.attempt, "command.device_id": command.deviceId };
-    return inSpan("command.publish", { kind: SpanKind.PRODUCER, parent: command.traceparent, attributes }, () => this.publishNow(command, onAcked && bindToActive(onAcked)));
+    return inSpan("command.publish", { kind: SpanKind.PRODUCER, parent: command.traceparent, attributes }, (trace) => this.publishNow(command, trace, onAcked && (() => onAcked(trace))));
   }
 
-  private publishNow(command: Command, onAcked?: () => void): Promise<void> {
+  private publishNow(command: Command, trace: TraceContext, onAcked?: () => void): Promise<void> {
     this.publishedAt.set(command.id, this.clock.now().getTime());
     if (this.publishedAt.size > this.prunePublishedAbove) {
       for (const id of this.publishedAt.keys()) {
@@ -182,7 +182,7 @@ export class Dispatcher {
       }
       this.prunePublishedAbove = 2 * this.publishedAt.size + PUBLISHED_KEPT;
     }
-    return this.publish(command, encodeCommandMessage(command, activeTraceparent()), onAcked);
+    return this.publish(command, encodeCommandMessage(command, traceparentOf(trace)), onAcked);
   }
 
   /** The first-due QUEUED command that is this replica's to send: unclaimed, due and not expired, its own, or a dead dispatcher's. */
@@ -231,7 +231,8 @@ export class Dispatcher {
    * claimed: a crash then means it is published again with the same id and attempt, as after any crash
    * before the PUBACK was stored.
    */
-  private markSent(command: Command) {
+  /** SENT belongs to the publish span `trace`. */
+  private markSent(command: Command, trace: TraceContext) {
     const sentAt = this.clock.now();
     const moreToSend = this.active.queued(command.deviceId).some((c) => c.id !== command.id && isDue(c, sentAt));
     return this.lifecycle.apply(
@@ -243,7 +244,7 @@ export class Dispatcher {
         return { set: { sentAt, deadline: new Date(sentAt.getTime() + current.timeoutSeconds * 1000) }, event: { at: sentAt, actor: "gateway" } };
       },
       undefined,
-      this.lifecycle.replyWaitMs(moreToSend),
+      { lingerMs: this.lifecycle.replyWaitMs(moreToSend), trace },
     );
   }
 }

@@ -1,6 +1,6 @@
 import type { Clock } from "../clock";
 import type { Metrics } from "../observability/metrics";
-import { bindToActive } from "../observability/tracing";
+import { activeTrace, inTrace, type TraceContext } from "../observability/tracing";
 import type { CommandRepository } from "../store/command-repository";
 import type { ActiveCommands } from "./active-commands";
 import type { Command, CommandEvent } from "./command";
@@ -49,6 +49,8 @@ export interface SubmitOptions {
    * one joins and ends the wait, and teaches the reply linger how late it came. Any other change ends the wait.
    */
   reply?: "DELIVERED" | "final";
+  /** The span the change belongs to (a reply's, a publish's); absent: the active one. Its write and events go there. */
+  trace?: TraceContext;
 }
 
 const NOT_ALLOWED = "not_allowed_in_state";
@@ -64,11 +66,9 @@ interface Pending {
   decide: Decide;
   resolve(outcome: Outcome): void;
   reject(error: unknown): void;
-  /** Runs a step in the trace context the change was submitted in (tracing on): its write belongs there. */
-  inContext<T>(step: () => T): T;
+  /** The trace context the change was submitted in (tracing on): its write and events belong there. */
+  trace: TraceContext;
 }
-
-const runHere = <T>(step: () => T): T => step();
 
 /**
  * Applies changes to commands through the store and tells everyone who listens (subscriptions,
@@ -121,9 +121,9 @@ export class CommandLifecycle {
     transition: CommandTransition,
     change: (current: Command) => TransitionChange | Refusal | null,
     known?: Command,
-    lingerMs?: number,
+    options: Pick<SubmitOptions, "lingerMs" | "trace"> = {},
   ): Promise<Command | null> {
-    const outcome = await this.submit(id, transitionDecision(transition, change), known, { lingerMs });
+    const outcome = await this.submit(id, transitionDecision(transition, change), known, options);
     return outcome.refused === undefined ? outcome.command : null;
   }
 
@@ -137,7 +137,7 @@ export class CommandLifecycle {
   submit(id: string, decide: Decide, known?: Command, options: SubmitOptions = {}): Promise<Outcome> {
     if (options.reply !== "DELIVERED") this.endWait(id, options.reply === "final");
     return new Promise<Outcome>((resolve, reject) => {
-      const pending: Pending = { decide, resolve, reject, inContext: bindToActive(runHere) };
+      const pending: Pending = { decide, resolve, reject, trace: options.trace ?? activeTrace() };
       const queue = this.queues.get(id);
       if (queue) {
         queue.push(pending);
@@ -194,10 +194,11 @@ export class CommandLifecycle {
       }
       // In the context of the batch's last change (a reply that ended SENT's wait, or joined a write in
       // flight), not of whoever started the drain: the write's span sits under the change that completed it.
-      const stored = await batch[batch.length - 1]!.inContext(() => this.commands.write(base!, plan.next, plan.fields));
+      const { trace } = batch[batch.length - 1]!;
+      const stored = await inTrace(trace, () => this.commands.write(base!, plan.next, plan.fields));
       if (stored) {
         this.active.observe(stored);
-        this.announce(plan, stored);
+        inTrace(trace, () => this.announce(plan, stored));
         batch.forEach((pending, i) => pending.resolve(resolvedOutcome(plan.outcomes[i]!, stored)));
         return;
       }

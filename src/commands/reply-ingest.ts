@@ -3,7 +3,7 @@ import { faultPoint } from "../common/fault-points";
 import type { KeyedSerial } from "../common/keyed-serial";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
-import { annotate, inSpan, SpanKind, tracingEnabled } from "../observability/tracing";
+import { annotate, inSpan, inTrace, SpanKind, tracingEnabled, type TraceContext } from "../observability/tracing";
 import type { DeviceDirectory } from "../devices/device-directory";
 import type { CommandRepository } from "../store/command-repository";
 import { isStoreUnavailableError } from "../store/database";
@@ -59,7 +59,9 @@ export class ReplyIngest {
   async handle(deviceId: string, payload: Buffer): Promise<ReplyOutcome> {
     const reply = parseReply(payload);
     if (typeof reply === "string") return this.counted(deviceId, reply);
-    return this.traced(deviceId, reply, async () => this.counted(deviceId, await this.applyBounded(deviceId, reply)));
+    // Off: no span, and no lookup of the command's stored traceparent.
+    if (!tracingEnabled()) return this.counted(deviceId, await this.applyBounded(deviceId, reply, undefined));
+    return this.traced(deviceId, reply);
   }
 
   private counted(deviceId: string, outcome: ReplyOutcome): ReplyOutcome {
@@ -75,23 +77,23 @@ export class ReplyIngest {
    * traceparent, else under the request that created the command (its stored traceparent, read from
    * the store when memory does not hold the command: a reply after a restart or on another replica).
    */
-  private async traced(deviceId: string, reply: DeviceReply, apply: () => Promise<ReplyOutcome>): Promise<ReplyOutcome> {
-    if (!tracingEnabled()) return apply();
+  private async traced(deviceId: string, reply: DeviceReply): Promise<ReplyOutcome> {
     const stored = (this.active.get(reply.id) ?? (await this.commands.findById(reply.id).catch(() => null)))?.traceparent;
     const attributes = { "messaging.system": "mqtt", "messaging.operation.type": "process", "command.id": reply.id, "command.device_id": deviceId, "command.reply.traceparent_echoed": reply.traceparent !== undefined };
-    return inSpan(`command.reply ${reply.status}`, { kind: SpanKind.CONSUMER, parent: [reply.traceparent, stored], attributes }, async () => {
-      const outcome = await apply();
-      annotate({ "command.reply.outcome": outcome });
-      return outcome;
+    return inSpan(`command.reply ${reply.status}`, { kind: SpanKind.CONSUMER, parent: [reply.traceparent, stored], attributes }, async (trace) => {
+      const outcome = await this.applyBounded(deviceId, reply, trace);
+      annotate(trace, { "command.reply.outcome": outcome });
+      return inTrace(trace, () => this.counted(deviceId, outcome));
     });
   }
 
-  private async applyBounded(deviceId: string, reply: DeviceReply): Promise<ReplyOutcome> {
+  /** `trace`: the reply's span, where its write and events belong. */
+  private async applyBounded(deviceId: string, reply: DeviceReply, trace: TraceContext): Promise<ReplyOutcome> {
     const pending = this.pending.get(deviceId) ?? 0;
     if (pending >= MAX_PENDING_PER_DEVICE) return "overloaded";
     this.pending.set(deviceId, pending + 1);
     try {
-      return await this.applyUntilStored(deviceId, reply);
+      return await this.applyUntilStored(deviceId, reply, trace);
     } finally {
       const left = this.pending.get(deviceId)! - 1;
       if (left === 0) this.pending.delete(deviceId);
@@ -99,21 +101,21 @@ export class ReplyIngest {
     }
   }
 
-  private async applyUntilStored(deviceId: string, reply: DeviceReply): Promise<ReplyOutcome> {
+  private async applyUntilStored(deviceId: string, reply: DeviceReply, trace: TraceContext): Promise<ReplyOutcome> {
     for (let delay = this.retry.firstMs; ; delay = Math.min(delay * 2, this.retry.maxMs)) {
       try {
-        return await this.apply(deviceId, reply);
+        return await this.apply(deviceId, reply, trace);
       } catch (error) {
         if (!isStoreUnavailableError(error) || this.stopped) throw error;
         this.metrics.replyRetries.inc();
-        this.log.warn({ deviceId, commandId: reply.id, retryInMs: delay }, "store unavailable; the reply will be applied when it is back");
+        inTrace(trace, () => this.log.warn({ deviceId, commandId: reply.id, retryInMs: delay }, "store unavailable; the reply will be applied when it is back"));
       }
       await new Promise((resolve) => setTimeout(resolve, delay).unref());
       if (this.stopped) throw new Error("stopping: reply left to the broker to deliver again");
     }
   }
 
-  private async apply(deviceId: string, reply: DeviceReply): Promise<ReplyOutcome> {
+  private async apply(deviceId: string, reply: DeviceReply, trace: TraceContext): Promise<ReplyOutcome> {
     if (!this.devices.get(deviceId)) return "unknown_command";
     faultPoint("after-reply");
     // Queued in the device's lane in arrival order; the write itself is awaited outside it, so the
@@ -127,7 +129,7 @@ export class ReplyIngest {
       if (!known) return { outcome: "unknown_command" };
       const decide = (current: Command) => refusal(judge(current, deviceId, reply)) ?? this.changeFor(reply, current, deviceId);
       // A DELIVERED that finds no SENT waiting (written already, or its PUBACK not yet seen) waits for the final reply itself.
-      const options = reply.status === "DELIVERED" ? { reply: "DELIVERED" as const, lingerMs: this.lifecycle.replyWaitMs() } : { reply: "final" as const };
+      const options = reply.status === "DELIVERED" ? { reply: "DELIVERED" as const, lingerMs: this.lifecycle.replyWaitMs(), trace } : { reply: "final" as const, trace };
       return { pending: this.lifecycle.submit(reply.id, decide, known, options) };
     });
     if ("outcome" in queued) return queued.outcome;

@@ -4,6 +4,7 @@ import { faultPoint } from "../common/fault-points";
 import { TimerQueue } from "../common/timer-queue";
 import type { DeviceDirectory } from "../devices/device-directory";
 import type { Logger } from "../logger";
+import { inSpan, type SpanOptions } from "../observability/tracing";
 import type { CommandRepository } from "../store/command-repository";
 import type { CommandIdQueries } from "../store/store-ports";
 import { ACTIVE_STATUSES, type ActiveCommands } from "./active-commands";
@@ -113,24 +114,40 @@ export class Sweeper {
     if (kind === "notBefore") {
       if (command.status === "QUEUED" && this.devices.isOnline(command.deviceId)) this.dispatcher.kick(command.deviceId);
     } else if (kind === "deadline" && isOverdue(command, now)) {
-      const timedOut = await this.lifecycle.apply(id, "timeOut", (current) => {
-        // The attempt that was found overdue, not one retried meanwhile.
-        if (current.attempt !== command.attempt || !isOverdue(current, this.clock.now())) return null;
-        return {
-          set: { pendingAlert: { kind: "TIMED_OUT", level: current.escalation?.level ?? 0, attempt: current.attempt } },
-          event: { at: this.clock.now(), actor: "gateway", detail: `no final reply within ${current.timeoutSeconds} s` },
-        };
-      });
+      const timedOut = await inSpan("command.timeout", inCommandTrace(command), (trace) =>
+        this.lifecycle.apply(
+          id,
+          "timeOut",
+          (current) => {
+            // The attempt that was found overdue, not one retried meanwhile.
+            if (current.attempt !== command.attempt || !isOverdue(current, this.clock.now())) return null;
+            return {
+              set: { pendingAlert: { kind: "TIMED_OUT", level: current.escalation?.level ?? 0, attempt: current.attempt } },
+              event: { at: this.clock.now(), actor: "gateway", detail: `no final reply within ${current.timeoutSeconds} s` },
+            };
+          },
+          undefined,
+          { trace },
+        ),
+      );
       if (timedOut) faultPoint("after-timeout");
     } else if (kind === "expiry" && isExpired(command, now)) {
-      await this.lifecycle.apply(id, "expire", (current) => {
-        // A claimed command may already be on its way: it is not expired.
-        if (current.attempt !== command.attempt || !isExpired(current, this.clock.now())) return null;
-        return {
-          set: { pendingAlert: { kind: "EXPIRED", level: current.escalation?.level ?? 0, attempt: current.attempt } },
-          event: { at: this.clock.now(), actor: "gateway", detail: "not sent before expiresAt" },
-        };
-      });
+      await inSpan("command.expire", inCommandTrace(command), (trace) =>
+        this.lifecycle.apply(
+          id,
+          "expire",
+          (current) => {
+            // A claimed command may already be on its way: it is not expired.
+            if (current.attempt !== command.attempt || !isExpired(current, this.clock.now())) return null;
+            return {
+              set: { pendingAlert: { kind: "EXPIRED", level: current.escalation?.level ?? 0, attempt: current.attempt } },
+              event: { at: this.clock.now(), actor: "gateway", detail: "not sent before expiresAt" },
+            };
+          },
+          undefined,
+          { trace },
+        ),
+      );
     }
   }
 
@@ -195,3 +212,8 @@ export class Sweeper {
 const isOverdue = (command: Command, now: Date) =>
   (command.status === "SENT" || command.status === "DELIVERED") && command.deadline !== undefined && command.deadline <= now;
 const isExpired = (command: Command, now: Date) => command.status === "QUEUED" && !command.claim && command.expiresAt !== undefined && command.expiresAt <= now;
+
+/** A timeout's or expiry's span: in the command's trace, so its write, its event and its alert are there too. */
+function inCommandTrace(command: Command): SpanOptions {
+  return { parent: command.traceparent, attributes: { "command.id": command.id, "command.device_id": command.deviceId, "command.attempt": command.attempt } };
+}

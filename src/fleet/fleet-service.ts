@@ -13,7 +13,7 @@ import type { ActiveCommands } from "../commands/active-commands";
 import { cancelQueuedChildren } from "./fleet-children";
 import { childKey, isFinished, type AbortRule, type FleetCommand, type FleetCommandStatus, type FleetTarget, type SkippedDevice } from "./fleet-command";
 import type { FleetTargets } from "./fleet-targets";
-import { activeTraceparent } from "../observability/tracing";
+import { traceparentOf, type TraceContext } from "../observability/tracing";
 
 export interface CreateFleetCommandRequest {
   name: string;
@@ -90,7 +90,8 @@ export class FleetCommandService {
     private readonly local: LocalRollouts = { current: () => undefined, move: () => undefined },
   ) {}
 
-  async create(principal: Principal, request: CreateFleetCommandRequest): Promise<FleetCommand> {
+  /** `trace`: the request's span; each child's trace links to it. */
+  async create(principal: Principal, request: CreateFleetCommandRequest, trace?: TraceContext): Promise<FleetCommand> {
     if (!allows(abilityOf(principal), "create", "FleetCommand", { tenant: principal.tenant })) throw forbidden("Not allowed to create fleet commands");
     validate(request);
     if (!this.catalog.find(request.type)) throw badInput(`Unknown command type ${JSON.stringify(request.type)}`, { field: "type" });
@@ -118,7 +119,7 @@ export class FleetCommandService {
       creator: creator as Principal,
       createdAt: now,
       updatedAt: now,
-      traceparent: activeTraceparent(),
+      traceparent: traceparentOf(trace),
       startAt: request.startAt ?? undefined,
       startedAt: scheduled ? undefined : now,
       timeoutSeconds: request.timeoutSeconds ?? undefined,

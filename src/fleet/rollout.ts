@@ -248,16 +248,20 @@ export class Rollout {
     try {
       // Each child is a trace of its own (a fleet of thousands is not one trace), linked to the fleet command's.
       const span = { root: true, links: [fleet.traceparent], attributes: { "fleet_command.id": fleet.id, "command.device_id": deviceId } };
-      const child = await inSpan("fleet.child", span, () =>
-        this.ports.send.send(this.principal, {
-          deviceId,
-          type: fleet.type,
-          payload: fleet.payload,
-          timeoutSeconds: fleet.timeoutSeconds,
-          expiresInSeconds: fleet.expiresInSeconds,
-          idempotencyKey: childKey(fleet.id, deviceId),
-          fleetCommandId: fleet.id,
-        }),
+      const child = await inSpan("fleet.child", span, (trace) =>
+        this.ports.send.send(
+          this.principal,
+          {
+            deviceId,
+            type: fleet.type,
+            payload: fleet.payload,
+            timeoutSeconds: fleet.timeoutSeconds,
+            expiresInSeconds: fleet.expiresInSeconds,
+            idempotencyKey: childKey(fleet.id, deviceId),
+            fleetCommandId: fleet.id,
+          },
+          trace,
+        ),
       );
       this.observe(child);
       // Started just as the fleet command was canceled or aborted: it must not run.

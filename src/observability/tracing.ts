@@ -7,8 +7,8 @@ import {
   trace,
   type Attributes,
   type Context,
+  type ContextManager,
   type Link,
-  type Span,
   type Tracer,
 } from "@opentelemetry/api";
 
@@ -20,8 +20,16 @@ import {
  * A command's trace is carried by its W3C `traceparent`, stored with the command (so a reply handled
  * on another replica or after a restart joins it by command id) and sent in the command message
  * (so a device that echoes it puts its replies under the publish span).
+ *
+ * Within a process a span's context is handed on explicitly (`TraceContext`), not followed across
+ * awaits by a context manager: on Node 20 AsyncLocalStorage's promise hooks alone cost about 10 % of
+ * the gateway's CPU per command. The context manager installed is synchronous: a context is active
+ * while the function given `inSpan` or `inTrace` runs, up to its first await.
  */
 export { SpanKind };
+
+/** A span's place in its trace, to hand on to work that continues it; undefined when tracing is off. */
+export type TraceContext = Context | undefined;
 
 const TRACER_NAME = "iot-gateway";
 const DEFAULT_SERVICE_NAME = "iot-gateway";
@@ -48,8 +56,8 @@ export async function startTracing(env: NodeJS.ProcessEnv = process.env): Promis
   ]);
   const resource = resourceFromAttributes({ "service.name": DEFAULT_SERVICE_NAME }).merge(detectResources({ detectors: [envDetector] }));
   const provider = new NodeTracerProvider({ resource, spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())] });
-  // Installs the AsyncLocalStorage context manager and the W3C trace-context propagator.
-  provider.register();
+  // The W3C trace-context propagator, and the synchronous context manager instead of AsyncLocalStorage's.
+  provider.register({ contextManager: new SynchronousContextManager() });
   tracer = trace.getTracer(TRACER_NAME);
   return {
     enabled: true,
@@ -68,29 +76,34 @@ export interface SpanOptions {
   kind?: SpanKind;
   attributes?: Attributes;
   /**
-   * The trace to join when the active span is not already in it: a received or stored traceparent,
-   * the first valid of several (none valid: the active context).
+   * Where the span belongs: a context handed on, or a trace to join when the active span is not
+   * already in it (a received or stored traceparent, the first valid of several; none valid: the
+   * active context).
    */
-  parent?: string | Array<string | undefined>;
+  parent?: TraceContext | string | Array<string | undefined>;
   /** Starts a new trace whatever is active (a telemetry message, a fleet child). */
   root?: boolean;
   /** Traces this span relates to without being their child (a fleet child and its fleet command). */
   links?: Array<string | undefined>;
 }
 
-/** Runs `fn` in a new active span that ends when `fn` returns or settles; a throw or rejection marks it an error. */
-export function inSpan<T>(name: string, options: SpanOptions, fn: (span?: Span) => T): T {
-  if (!tracer) return fn();
+/**
+ * Runs `fn` in a new span that ends when `fn` returns or settles; a throw or rejection marks it an
+ * error. `fn` gets the span's context to hand on to what it does after an await.
+ */
+export function inSpan<T>(name: string, options: SpanOptions, fn: (trace: TraceContext) => T): T {
+  if (!tracer) return fn(undefined);
   const parent = options.root ? ROOT_CONTEXT : parentContext(options.parent);
   const links = (options.links ?? []).map(linkTo).filter((link): link is Link => link !== undefined);
   const span = tracer.startSpan(name, { kind: options.kind, attributes: options.attributes, links, root: options.root }, parent);
+  const inside = trace.setSpan(parent, span);
   const failed = (error: unknown) => {
     span.recordException(error as Error);
     span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
   };
   let result: T;
   try {
-    result = context.with(trace.setSpan(parent, span), fn, undefined, span);
+    result = context.with(inside, fn, undefined, inside);
   } catch (error) {
     failed(error);
     span.end();
@@ -113,30 +126,45 @@ export function inSpan<T>(name: string, options: SpanOptions, fn: (span?: Span) 
   return result;
 }
 
-/** Runs `fn` in the trace of `traceparent` (no span of its own), unless the active span is in it already. */
-export function inTraceOf<T>(traceparent: string | undefined, fn: () => T): T {
-  if (!tracer || !traceparent) return fn();
-  return context.with(parentContext(traceparent), fn);
+/** Runs `fn` with `ctx` active (its log lines carry the span's ids; spans it starts at once are children). */
+export function inTrace<T>(ctx: TraceContext, fn: () => T): T {
+  return tracer && ctx ? context.with(ctx, fn) : fn();
 }
 
-/** `fn` bound to the active context, for callbacks a library runs from elsewhere (a broker's PUBACK). */
-export function bindToActive<F extends (...args: never[]) => unknown>(fn: F): F {
-  return tracer ? context.bind(context.active(), fn) : fn;
+/** The active context (a span's, synchronously inside `inSpan` or `inTrace`), to hand on; undefined when off or none. */
+export function activeTrace(): TraceContext {
+  if (!tracer) return undefined;
+  const active = context.active();
+  return trace.getSpan(active) ? active : undefined;
 }
 
-/** Adds attributes to the active span (what is known only part-way, such as a new command's id), and renames it. */
-export function annotate(attributes: Attributes, name?: string): void {
-  if (!tracer) return;
-  const span = trace.getActiveSpan();
+/** Adds attributes to the context's span (what is known only part-way, such as a new command's id), and renames it. */
+export function annotate(ctx: TraceContext, attributes: Attributes, name?: string): void {
+  if (!tracer || !ctx) return;
+  const span = trace.getSpan(ctx);
   span?.setAttributes(attributes);
   if (name) span?.updateName(name);
 }
 
-/** The active span's W3C traceparent, to store with a command or send in a message; undefined when off. */
-export function activeTraceparent(): string | undefined {
-  if (!tracer || !trace.getActiveSpan()) return undefined;
+/**
+ * Runs `fn` (something short, such as publishing an event) as an event of the active span when that
+ * span is in the trace of `options.parent` and not ended yet, else in a span of its own in that trace.
+ */
+export function inEventOrSpan<T>(name: string, options: SpanOptions & { parent: string | undefined }, fn: () => T): T {
+  if (!tracer) return fn();
+  const active = trace.getActiveSpan();
+  if (active?.isRecording() && options.parent && traceIdOf(options.parent) === active.spanContext().traceId) {
+    active.addEvent(name, options.attributes);
+    return fn();
+  }
+  return inSpan(name, options, fn);
+}
+
+/** The W3C traceparent of the context's span, to store with a command or send in a message; undefined when off. */
+export function traceparentOf(ctx: TraceContext): string | undefined {
+  if (!tracer || !ctx || !trace.getSpan(ctx)) return undefined;
   const carrier: Record<string, string> = {};
-  propagation.inject(context.active(), carrier);
+  propagation.inject(ctx, carrier);
   return carrier.traceparent;
 }
 
@@ -149,21 +177,69 @@ export function traceLogFields(): Record<string, string> {
   return { trace_id: traceId, span_id: spanId };
 }
 
-/** The active context if its span is in the given trace (or there is none to join), else that trace's context. */
-function parentContext(traceparents: string | Array<string | undefined> | undefined): Context {
+/** The handed-on context; else the active one if its span is in the given trace (or there is none to join), else that trace's context. */
+function parentContext(parent: SpanOptions["parent"]): Context {
+  if (parent !== undefined && typeof parent !== "string" && !Array.isArray(parent)) return parent;
   const active = context.active();
-  for (const traceparent of typeof traceparents === "string" ? [traceparents] : (traceparents ?? [])) {
+  const activeTraceId = trace.getSpanContext(active)?.traceId;
+  for (const traceparent of typeof parent === "string" ? [parent] : (parent ?? [])) {
     if (!traceparent) continue;
+    if (activeTraceId !== undefined && traceIdOf(traceparent) === activeTraceId) return active;
     const remote = propagation.extract(ROOT_CONTEXT, { traceparent });
     const remoteSpan = trace.getSpanContext(remote);
     if (!remoteSpan || !trace.isSpanContextValid(remoteSpan)) continue;
-    return trace.getSpanContext(active)?.traceId === remoteSpan.traceId ? active : remote;
+    return remote;
   }
   return active;
+}
+
+/** The trace id of a W3C traceparent ("00-<trace id>-<parent id>-<flags>"), unchecked. */
+function traceIdOf(traceparent: string): string {
+  return traceparent.slice(3, 35);
 }
 
 function linkTo(traceparent: string | undefined): Link | undefined {
   if (!traceparent) return undefined;
   const linked = trace.getSpanContext(propagation.extract(ROOT_CONTEXT, { traceparent }));
   return linked && trace.isSpanContextValid(linked) ? { context: linked } : undefined;
+}
+
+/**
+ * A context is active while a function given `context.with` runs synchronously, and is restored when
+ * it returns: continuations after an await start from the root. Work that continues a span after an
+ * await is handed its `TraceContext`.
+ */
+class SynchronousContextManager implements ContextManager {
+  private current: Context = ROOT_CONTEXT;
+
+  active(): Context {
+    return this.current;
+  }
+
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    const previous = this.current;
+    this.current = ctx;
+    try {
+      return fn.call(thisArg, ...args);
+    } finally {
+      this.current = previous;
+    }
+  }
+
+  bind<T>(ctx: Context, target: T): T {
+    if (typeof target !== "function") return target;
+    const manager = this;
+    return function (this: unknown, ...args: unknown[]) {
+      return manager.with(ctx, () => (target as (...a: unknown[]) => unknown).apply(this, args));
+    } as T;
+  }
+
+  enable(): this {
+    return this;
+  }
+
+  disable(): this {
+    this.current = ROOT_CONTEXT;
+    return this;
+  }
 }

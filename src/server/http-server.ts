@@ -6,7 +6,7 @@ import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/dis
 import { expressMiddleware } from "@as-integrations/express5";
 import cors from "cors";
 import express, { type ErrorRequestHandler } from "express";
-import { getOperationAST, type GraphQLSchema } from "graphql";
+import { execute, getOperationAST, type ExecutionArgs, type GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Authenticator } from "../auth/authenticator";
@@ -20,7 +20,7 @@ import { credentialsFromConnectionParams, credentialsFromHeaders, principalForRe
 import { mountConsole } from "./console-routes";
 import { createFormatError } from "./format-error";
 import { refuseOperation } from "./operation-guards";
-import { annotate, inSpan, SpanKind, tracingEnabled } from "../observability/tracing";
+import { annotate, inSpan, SpanKind, tracingEnabled, type TraceContext } from "../observability/tracing";
 import { sharedSubscribe } from "./shared-subscriptions";
 
 export interface HttpServerOptions {
@@ -70,6 +70,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     {
       schema,
       context: (ctx): GatewayContext => ({ principal: ctx.extra.principal! }),
+      ...(tracingEnabled() ? { execute: tracedExecute } : {}),
       // The context is the principal alone: connections of equal principals asking the same share one execution per event.
       subscribe: sharedSubscribe((args) => principalKey((args.contextValue as GatewayContext).principal)),
       onConnect: async (ctx) => {
@@ -144,11 +145,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
       {
         async requestDidStart() {
           return {
-            async didResolveOperation({ operation }) {
+            async didResolveOperation({ operation, contextValue }) {
               // The request's span (below) gets the operation's name: "mutation SendCommand".
               const type = operation?.operation ?? "operation";
               const name = operation?.name?.value;
-              annotate({ "graphql.operation.type": type, ...(name ? { "graphql.operation.name": name } : {}) }, name ? `${type} ${name}` : type);
+              annotate(contextValue.trace, { "graphql.operation.type": type, ...(name ? { "graphql.operation.name": name } : {}) }, name ? `${type} ${name}` : type);
               const refusal = refuseOperation(operation?.operation, "http", options.isStoreAvailable);
               if (refusal) throw refusal;
             },
@@ -185,7 +186,10 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
     express.json({ limit: MAX_BODY_BYTES }),
     ...(tracingEnabled() ? [graphqlRequestSpan] : []),
     expressMiddleware(apollo, {
-      context: async ({ req }) => ({ principal: await principalForRequest(authenticator, credentialsFromHeaders(req.headers)) }),
+      context: async ({ req, res }) => ({
+        principal: await principalForRequest(authenticator, credentialsFromHeaders(req.headers)),
+        trace: res.locals.trace as TraceContext,
+      }),
     }),
   );
   app.use(bodyErrors);
@@ -215,13 +219,29 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
  */
 const graphqlRequestSpan: express.RequestHandler = (req, res, next) => {
   const traceparent = typeof req.headers.traceparent === "string" ? req.headers.traceparent : undefined;
-  void inSpan("graphql.request", { kind: SpanKind.SERVER, parent: traceparent, attributes: { "http.request.method": req.method } }, () =>
+  void inSpan("graphql.request", { kind: SpanKind.SERVER, parent: traceparent, attributes: { "http.request.method": req.method } }, (trace) =>
     new Promise<void>((resolve) => {
       res.once("close", resolve);
+      // For the GraphQL context: resolvers hand it to the services.
+      res.locals.trace = trace;
       next();
     }),
   );
 };
+
+/**
+ * A query or mutation over WebSocket in a span of its own (tracing on), named as an HTTP request's
+ * ("mutation SendCommand"); subscriptions have none (their events are moments of the commands' traces).
+ */
+function tracedExecute(args: ExecutionArgs) {
+  const operation = getOperationAST(args.document, args.operationName);
+  const type = operation?.operation ?? "operation";
+  const name = operation?.name?.value;
+  const attributes = { "graphql.operation.type": type, ...(name ? { "graphql.operation.name": name } : {}), "network.protocol.name": "websocket" };
+  return inSpan(name ? `${type} ${name}` : type, { kind: SpanKind.SERVER, attributes }, (trace) =>
+    execute({ ...args, contextValue: { ...(args.contextValue as GatewayContext), trace } }),
+  );
+}
 
 function routeLabel(path: string): string {
   if (path === "/console" || path.startsWith("/console/")) return "/console";

@@ -1,15 +1,17 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { print } from "graphql";
 import mqtt, { type MqttClient } from "mqtt";
 import { createSimulatedDevice } from "../../src/device-sdk";
 import { createTopics } from "../../src/mqtt/topics";
-import { CommandsDocument, CreateFleetCommandDocument, CreateRuleDocument, RegisterDeviceDocument, SendCommandDocument } from "../generated/graphql";
+import { CommandsDocument, CreateAlertWebhookDocument, CreateFleetCommandDocument, CreateRuleDocument, RegisterDeviceDocument, SendCommandDocument } from "../generated/graphql";
 import { waitForStatus } from "../kit/gateway";
 import { OtlpReceiver, SPAN_KIND, type ReceivedSpan } from "../kit/otlp-receiver";
 import { dropBrokerSession, startGatewayProcess, type GatewayProcess } from "../kit/process";
 import { processGatewaySetup, type ProcessGatewaySetup } from "../kit/process-setup";
 import { MOSQUITTO_URL, uniqueName } from "../kit/store";
 import { waitUntil } from "../kit/wait";
+import { WebhookReceiver } from "../kit/webhook-receiver";
 
 const SERVICE_NAME = "gateway-under-test";
 
@@ -26,7 +28,13 @@ describe("tracing over OTLP/HTTP", () => {
   before(async () => {
     receiver = await OtlpReceiver.start();
     // Debug logs: a refused reply is logged inside its span, which shows the log mixin at work.
-    setup = await processGatewaySetup({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_SERVICE_NAME: SERVICE_NAME, OTEL_BSP_SCHEDULE_DELAY: "50", LOG_LEVEL: "debug" });
+    setup = await processGatewaySetup({
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+      OTEL_SERVICE_NAME: SERVICE_NAME,
+      OTEL_BSP_SCHEDULE_DELAY: "50",
+      LOG_LEVEL: "debug",
+      ALERT_WEBHOOK_ALLOW_HOSTS: "127.0.0.1",
+    });
     gateway = await startGatewayProcess(setup.env);
   });
 
@@ -63,7 +71,7 @@ describe("tracing over OTLP/HTTP", () => {
       const { sendCommand } = await setup.admin.data(SendCommandDocument, { input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: 21 } } });
       await waitForStatus(setup.admin, sendCommand.id, "SUCCEEDED");
       const spans = await traceOf(sendCommand.id, ["mutation SendCommand", "command.publish", "command.reply DELIVERED", "command.reply SUCCEEDED"]);
-      await receiver.waitFor(() => traceOfSpans(receiver.spans, spans[0]!.traceId).some((s) => s.name === "subscription commandUpdated" && s.attributes["command.status"] === "SUCCEEDED"), "the SUCCEEDED event's span");
+      await receiver.waitFor(() => traceOfSpans(receiver.spans, spans[0]!.traceId).some((s) => announces(s, "SUCCEEDED")), "the span that announced SUCCEEDED");
       const trace = traceOfSpans(receiver.spans, spans[0]!.traceId);
 
       const request = one(trace, "mutation SendCommand");
@@ -90,8 +98,9 @@ describe("tracing over OTLP/HTTP", () => {
       const byId = new Map(trace.map((s) => [s.spanId, s]));
       const finalWrite = one(trace, "store commands.update", (s) => s.attributes["command.status"] === "SUCCEEDED");
       assert.ok(byId.get(finalWrite.parentSpanId)?.name.startsWith("command.reply"), "the SUCCEEDED write under a reply span");
-      const event = one(trace, "subscription commandUpdated", (s) => s.attributes["command.status"] === "SUCCEEDED");
-      assert.ok(byId.has(event.parentSpanId), "the subscription event under a span of the trace");
+      assert.ok(announces(send, "QUEUED"), "the QUEUED subscription event is a moment of command.send");
+      const announcedSucceeded = trace.filter((s) => announces(s, "SUCCEEDED"));
+      assert.deepEqual(announcedSucceeded.map((s) => s.spanId), [finalWrite.parentSpanId], "the SUCCEEDED subscription event is a moment of the reply whose write stored it");
       for (const span of trace) assert.ok(span.parentSpanId === "" || byId.has(span.parentSpanId), `${span.name}'s parent is in the trace`);
     } finally {
       await device.stop({ graceful: true });
@@ -189,7 +198,77 @@ describe("tracing over OTLP/HTTP", () => {
       await device.stop({ graceful: true });
     }
   });
+
+  it("a sendCommand over WebSocket: the operation is the trace's root, named as over HTTP", async () => {
+    const deviceId = uniqueName("ws-");
+    await setup.admin.data(RegisterDeviceDocument, { input: { id: deviceId, site: "site-a", model: "thermostat" } });
+    const client = setup.admin.ws();
+    try {
+      const result = await new Promise<{ data?: { sendCommand: { id: string } } | null; errors?: unknown }>((resolve, reject) => {
+        client.subscribe<{ sendCommand: { id: string } }>(
+          { query: print(SendCommandDocument), variables: { input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: 23 } } } },
+          { next: resolve, error: reject, complete: () => undefined },
+        );
+      });
+      assert.equal(result.errors, undefined);
+      const spans = await traceOf(result.data!.sendCommand.id, ["mutation SendCommand", "command.send"]);
+      const operation = one(spans, "mutation SendCommand");
+      assert.equal(operation.parentSpanId, "");
+      assert.equal(operation.kind, SPAN_KIND.SERVER);
+      assert.equal(operation.attributes["network.protocol.name"], "websocket");
+      assert.equal(one(spans, "command.send").parentSpanId, operation.spanId, "command.send under the WebSocket operation");
+    } finally {
+      await client.dispose();
+    }
+  });
+
+  it("a timed-out command: the timeout, its alert and the webhook delivery are in the command's trace, and the receiver gets the attempt's traceparent", async () => {
+    const hooks = await WebhookReceiver.start();
+    const deviceId = uniqueName("mute-");
+    await setup.admin.data(RegisterDeviceDocument, { input: { id: deviceId, site: "site-a", model: "thermostat" } });
+    const topics = createTopics(setup.prefix);
+    // Online, takes the command, never answers.
+    const mute: MqttClient = await mqtt.connectAsync(MOSQUITTO_URL, { clientId: deviceId, clean: true, reconnectPeriod: 0 });
+    try {
+      await setup.admin.data(CreateAlertWebhookDocument, { url: hooks.url, kinds: ["TIMED_OUT"] });
+      await mute.subscribeAsync(topics.commands(deviceId), { qos: 1 });
+      await mute.publishAsync(topics.presence(deviceId), JSON.stringify({ online: true }), { qos: 1, retain: true });
+      const { sendCommand } = await setup.admin.data(SendCommandDocument, { input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: 22 }, timeoutSeconds: 1 } });
+      await waitForStatus(setup.admin, sendCommand.id, "TIMED_OUT");
+      await hooks.waitFor(() => hooks.received.length === 1, "the TIMED_OUT alert's delivery");
+      const spans = await traceOf(sendCommand.id, ["command.send", "command.timeout", "alert.raise", "alert.webhook.deliver"]);
+      const byId = new Map(spans.map((s) => [s.spanId, s]));
+      const timeout = one(spans, "command.timeout");
+      assert.equal(timeout.parentSpanId, one(spans, "command.send").spanId, "the timeout joins the command's trace from its stored traceparent");
+      const raise = one(spans, "alert.raise");
+      assert.equal(raise.parentSpanId, timeout.spanId, "the alert under the timeout that raised it");
+      assert.equal(raise.attributes["alert.kind"], "TIMED_OUT");
+      const deliver = one(spans, "alert.webhook.deliver");
+      assert.equal(deliver.parentSpanId, raise.spanId, "the delivery attempt under the raise that derived it");
+      assert.equal(deliver.kind, SPAN_KIND.CLIENT);
+      assert.equal(deliver.attributes["alert.delivery.outcome"], "success");
+      assert.equal(deliver.attributes["alert.delivery.id"], hooks.received[0]!.deliveryId);
+      const [, traceId, parentId] = String(hooks.received[0]!.traceparent).split("-");
+      assert.deepEqual([traceId, parentId], [deliver.traceId, deliver.spanId], "the receiver gets the attempt's traceparent");
+      const timedOutWrites = spans.filter((s) => s.name === "store commands.update" && s.attributes["command.status"] === "TIMED_OUT");
+      assert.deepEqual(
+        timedOutWrites.map((s) => byId.get(s.parentSpanId)?.name).sort(),
+        ["alert.raise", "command.timeout"],
+        "the TIMED_OUT write under the timeout, and the one that clears the alert mark under the raise",
+      );
+      assert.ok(announces(timeout, "TIMED_OUT"), "the TIMED_OUT subscription event is a moment of the timeout");
+    } finally {
+      await mute.publishAsync(topics.presence(deviceId), "", { qos: 1, retain: true });
+      await mute.endAsync();
+      await hooks.close();
+    }
+  });
 });
+
+/** Whether the span recorded the subscription event that announced `status`. */
+function announces(span: ReceivedSpan, status: string): boolean {
+  return span.events.some((e) => e.name === "subscription commandUpdated" && e.attributes["command.status"] === status);
+}
 
 function traceOfSpans(spans: ReceivedSpan[], traceId: string): ReceivedSpan[] {
   return spans.filter((s) => s.traceId === traceId);

@@ -15,6 +15,8 @@ export interface ReceivedSpan {
   kind: number;
   attributes: Record<string, string | number | boolean>;
   links: Array<{ traceId: string; spanId: string }>;
+  /** Moments recorded in the span (a subscription event published while it ran). */
+  events: Array<{ name: string; attributes: Record<string, string | number | boolean> }>;
   /** The exporting service's `service.name` resource attribute. */
   service: string;
   /** 2: ERROR (opentelemetry-proto `Status.StatusCode`). */
@@ -39,6 +41,7 @@ interface OtlpSpan {
   kind: number;
   attributes?: OtlpKeyValue[];
   links?: Array<{ traceId: string; spanId: string }>;
+  events?: Array<{ name: string; attributes?: OtlpKeyValue[] }>;
   status?: { code?: number };
 }
 interface OtlpTraceRequest {
@@ -125,6 +128,7 @@ function decode(request: OtlpTraceRequest): ReceivedSpan[] {
         kind: span.kind,
         attributes: attributesOf(span.attributes),
         links: (span.links ?? []).map(({ traceId, spanId }) => ({ traceId, spanId })),
+        events: (span.events ?? []).map(({ name, attributes }) => ({ name, attributes: attributesOf(attributes) })),
         service,
         statusCode: span.status?.code ?? 0,
       })),

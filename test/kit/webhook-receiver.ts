@@ -6,6 +6,8 @@ export interface ReceivedDelivery {
   deliveryId: string;
   signature: string;
   body: string;
+  /** The W3C `traceparent` header, when the gateway traces. */
+  traceparent?: string;
   /** 1-based: the how-manieth request this receiver got. */
   seq: number;
 }
@@ -76,6 +78,7 @@ export class WebhookReceiver {
       deliveryId: String(request.headers["x-alert-delivery"] ?? ""),
       signature: String(request.headers["x-alert-signature"] ?? ""),
       body: Buffer.concat(chunks).toString("utf8"),
+      traceparent: typeof request.headers.traceparent === "string" ? request.headers.traceparent : undefined,
       seq: this.received.length + 1,
     };
     this.received.push(delivery);

@@ -42,6 +42,8 @@ export interface AlertDelivery {
   lastError?: string;
   deliveredAt?: Date;
   failedAt?: Date;
+  /** The trace of the raise that derived it (tracing on), which each attempt's span joins. */
+  traceparent?: string;
 }
 
 export const deliveryIdOf = (alertId: string, webhookId: string) => `${alertId}:${webhookId}`;

@@ -3,6 +3,7 @@ import { DueQueue } from "../../common/due-queue";
 import { faultPoint } from "../../common/fault-points";
 import type { Logger } from "../../logger";
 import type { Metrics } from "../../observability/metrics";
+import { annotate, inSpan, SpanKind, traceparentOf, type TraceContext } from "../../observability/tracing";
 import type { AlertDeliveryRepository } from "../../store/alert-delivery-repository";
 import type { AlertRepository } from "../../store/alert-repository";
 import type { AlertWebhookRepository } from "../../store/alert-webhook-repository";
@@ -70,8 +71,8 @@ export class AlertDeliveryWorker {
    * AlertService's hook, called with the stored alert before its command's mark is cleared: a crash
    * before this ends leaves the mark, and deriving again writes each delivery once.
    */
-  readonly deriveFor = async (alert: Alert): Promise<void> => {
-    await this.derive(alert, await this.webhooks.forTenant(alert.tenant));
+  readonly deriveFor = async (alert: Alert, trace?: TraceContext): Promise<void> => {
+    await this.derive(alert, await this.webhooks.forTenant(alert.tenant), undefined, traceparentOf(trace));
   };
 
   /** Rebuilds the schedule from the store in the background, then scans rarely for what nobody holds. */
@@ -90,7 +91,7 @@ export class AlertDeliveryWorker {
     await this.queue.stop();
   }
 
-  private async derive(alert: Alert, webhooks: AlertWebhook[], existing?: Set<string>): Promise<void> {
+  private async derive(alert: Alert, webhooks: AlertWebhook[], existing?: Set<string>, traceparent?: string): Promise<void> {
     const body = alertMessage(alert);
     for (const webhook of webhooks) {
       // A webhook gets the alerts raised after it was created.
@@ -98,7 +99,7 @@ export class AlertDeliveryWorker {
       const id = deliveryIdOf(alert.id, webhook.id);
       if (existing?.has(id)) continue;
       const now = this.clock.now();
-      const delivery: AlertDelivery = { id, tenant: alert.tenant, alertId: alert.id, webhookId: webhook.id, body, status: "PENDING", attempts: 0, createdAt: now, nextAttemptAt: now };
+      const delivery: AlertDelivery = { id, tenant: alert.tenant, alertId: alert.id, webhookId: webhook.id, body, status: "PENDING", attempts: 0, createdAt: now, nextAttemptAt: now, traceparent };
       await this.deliveries.insert(delivery);
       faultPoint("after-delivery-stored");
       // Derived before (another replica, an earlier try): scheduling it costs one read and claims nothing twice.
@@ -150,7 +151,12 @@ export class AlertDeliveryWorker {
     const webhook = await this.webhooks.findById(delivery.webhookId);
     if (!webhook) return null; // deleted: its deliveries went with it
 
-    const result = await this.post(webhook, delivery);
+    const attributes = { "alert.id": delivery.alertId, "alert.delivery.id": id, "alert.webhook.id": webhook.id, "alert.delivery.attempt": attempt };
+    const result = await inSpan("alert.webhook.deliver", { kind: SpanKind.CLIENT, parent: delivery.traceparent, attributes }, async (trace) => {
+      const posted = await this.post(webhook, delivery, traceparentOf(trace));
+      annotate(trace, { "alert.delivery.outcome": posted.outcome });
+      return posted;
+    });
     this.metrics.alertWebhookAttempts.inc({ outcome: result.outcome });
     const done = this.clock.now();
     if (result.outcome === "success") {
@@ -190,7 +196,8 @@ export class AlertDeliveryWorker {
   }
 
   /** The URL is checked again (DNS may have changed) and the connection goes to the addresses checked. */
-  private async post(webhook: AlertWebhook, delivery: AlertDelivery): Promise<PostResult> {
+  /** `traceparent`: the attempt's span, sent on so that a traced receiver continues the trace. */
+  private async post(webhook: AlertWebhook, delivery: AlertDelivery, traceparent: string | undefined): Promise<PostResult> {
     let url: URL;
     let addresses;
     try {
@@ -204,6 +211,7 @@ export class AlertDeliveryWorker {
       "user-agent": "iot-gateway-alerts",
       "x-alert-delivery": delivery.id,
       "x-alert-signature": signatureHeader(webhook.secret, delivery.body, Math.floor(this.clock.now().getTime() / 1000)),
+      ...(traceparent && { traceparent }),
     };
     return postOnce(url, addresses, headers, delivery.body, { timeoutMs: this.settings.timeoutMs, maxResponseBytes: MAX_RESPONSE_BYTES });
   }
