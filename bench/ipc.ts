@@ -6,7 +6,7 @@ export interface MemorySample {
   heapUsed: number;
 }
 
-export type ChildRequestBody = { kind: "memory" } | { kind: "storeOps" } | { kind: "storeOpsByCollection" } | { kind: "commandStoreOps"; ids: string[]; over?: number } | { kind: "stop" };
+export type ChildRequestBody = { kind: "memory" } | { kind: "storeOps" } | { kind: "storeOpsByCollection" } | { kind: "commandStoreOps"; ids: string[]; over?: number } | { kind: "spans" } | { kind: "stop" };
 export type ChildRequest = ChildRequestBody & { id: number };
 
 export type ChildReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };
@@ -24,6 +24,8 @@ export interface ReadyMessage {
   benchCredentials?: { username?: string; password?: string };
   /** Device host only: how many of its devices came online. */
   devices?: number;
+  /** OTLP sink only: where the traced gateway exports (OTEL_EXPORTER_OTLP_ENDPOINT). */
+  otlpEndpoint?: string;
 }
 
 /** Request/reply over the IPC channel of a forked child. */

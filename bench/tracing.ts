@@ -3,10 +3,10 @@ import { cpus, loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
-import { OtlpReceiver } from "../test/kit/otlp-receiver";
-import { benchDevice, startBenchGateway } from "./children";
+import { benchDevice, forkChild, startBenchGateway, stopChild } from "./children";
 import { runClosedLoop, type RunResult, type Side } from "./closed-loop";
 import { CollectionKeeper } from "./collection-keeper";
+import { ChildChannel } from "./ipc";
 import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readProcStats } from "./proc-cpu";
 import { median, percentiles, round, spread, type Percentiles, type Spread } from "./stats";
 
@@ -51,7 +51,7 @@ interface TracingBenchResult {
   /** Share of traces the traced gateway sampled (1: all). */
   samplerRatio: number;
   levels: Array<{ concurrency: number; off: ModeLevel; on: ModeLevel; throughputCostPercent: number; p99CostPercent: number; gatewayCpuCostPercent: number }>;
-  /** What the OTLP sink in the bench process received from the traced gateway. */
+  /** What the OTLP sink (a process of its own) received from the traced gateway. */
   spansExported: number;
   exportRequests: number;
   targets: Array<{ name: string; detail: string; pass: boolean }>;
@@ -59,7 +59,7 @@ interface TracingBenchResult {
 
 /**
  * Tracing's cost (issue 13): two gateways as `npm start` runs them (embedded store and broker), one
- * with OTEL_EXPORTER_OTLP_ENDPOINT pointing at an OTLP/HTTP sink in this process, one without, loaded
+ * with OTEL_EXPORTER_OTLP_ENDPOINT pointing at an OTLP/HTTP sink in a child process, one without, loaded
  * in turn by the same closed loop (sendCommand → SUCCEEDED at a subscriber) in the same run; each
  * repeat starts with the other one. Writes bench/results/tracing-<time>.json.
  */
@@ -88,8 +88,9 @@ async function main(): Promise<void> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void cleanUp().finally(() => process.exit(130)));
 
   try {
-    const sink = await OtlpReceiver.start({ keep: false });
-    cleanup.push(() => sink.close());
+    const sinkChannel = new ChildChannel(forkChild("otlp-sink-process.js", [], {}));
+    cleanup.push(() => stopChild(sinkChannel));
+    const otlpEndpoint = (await ChildChannel.ready(sinkChannel.child)).otlpEndpoint!;
     const gateways = {} as Record<Mode, { side: Side; deviceIds: string[]; keeper: CollectionKeeper; pids: { gateway: number[]; store: number[] } }>;
     for (const mode of MODES) {
       console.log(`starting the gateway with tracing ${mode}`);
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
       const profile = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(values.profile, mode)}`] : [];
       const { channel, ready, api, topicPrefix: prefix, database } = await startBenchGateway(`tracing-${mode}`, profile, cleanup, {
         // Off: the variable is absent, as in a deployment without a collector.
-        OTEL_EXPORTER_OTLP_ENDPOINT: mode === "on" ? sink.endpoint : "",
+        OTEL_EXPORTER_OTLP_ENDPOINT: mode === "on" ? otlpEndpoint : "",
         OTEL_SERVICE_NAME: "iot-gateway-bench",
         ...(mode === "on" && samplerRatio !== undefined ? { OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: String(samplerRatio) } : {}),
       });
@@ -153,6 +154,7 @@ async function main(): Promise<void> {
       });
     }
 
+    const exported = await sinkChannel.request<{ spans: number; requests: number }>({ kind: "spans" });
     const result: TracingBenchResult = {
       at: at.toISOString(),
       command: `npm run bench:tracing${values.quick || samplerRatio !== undefined ? " --" : ""}${values.quick ? " --quick" : ""}${samplerRatio !== undefined ? ` --sampler-ratio ${samplerRatio}` : ""}`,
@@ -165,8 +167,8 @@ async function main(): Promise<void> {
       plan,
       samplerRatio: samplerRatio ?? 1,
       levels,
-      spansExported: sink.spanCount,
-      exportRequests: sink.requests,
+      spansExported: exported.spans,
+      exportRequests: exported.requests,
       targets: levels.flatMap((level) => [
         {
           name: `throughput cost at ${level.concurrency} in flight`,
