@@ -36,6 +36,8 @@ interface ModeLevel {
    */
   gatewayCpuMsPerCommand: number;
   storeCpuMsPerCommand: number;
+  /** Store commands the gateway sent per completed command, median of the runs: tracing must not change the store path. */
+  storeCommandsPerCommand: number;
 }
 
 interface TracingBenchResult {
@@ -91,7 +93,7 @@ async function main(): Promise<void> {
     const sinkChannel = new ChildChannel(forkChild("otlp-sink-process.js", [], {}));
     cleanup.push(() => stopChild(sinkChannel));
     const otlpEndpoint = (await ChildChannel.ready(sinkChannel.child)).otlpEndpoint!;
-    const gateways = {} as Record<Mode, { side: Side; deviceIds: string[]; keeper: CollectionKeeper; pids: { gateway: number[]; store: number[] } }>;
+    const gateways = {} as Record<Mode, { side: Side; deviceIds: string[]; keeper: CollectionKeeper; pids: { gateway: number[]; store: number[] }; channel: ChildChannel }>;
     for (const mode of MODES) {
       console.log(`starting the gateway with tracing ${mode}`);
       // --profile: each gateway writes a CPU profile into DIR/<mode> when it stops.
@@ -113,19 +115,26 @@ async function main(): Promise<void> {
       const side = await api.side(deviceIds[0]!);
       cleanup.push(() => side.close());
       const pids = { gateway: [child.pid!], store: descendants(readAllProcStats(), child.pid!, /^ferretdb/) };
-      gateways[mode] = { side, deviceIds, keeper: new CollectionKeeper(storeClient.db(database).collection("commands")), pids };
+      gateways[mode] = { side, deviceIds, keeper: new CollectionKeeper(storeClient.db(database).collection("commands")), pids, channel };
     }
 
     const ticks = clockTicksPerSecond();
     const measure = async (mode: Mode, concurrency: number, durationMs: number): Promise<Measured> => {
-      const { side, deviceIds, keeper, pids } = gateways[mode];
+      const { side, deviceIds, keeper, pids, channel } = gateways[mode];
       await keeper.clear();
       keeper.start();
+      const storeCommands = async () => Object.values(await channel.request<Record<string, number>>({ kind: "storeOps" })).reduce((sum, n) => sum + n, 0);
+      const storeCommandsBefore = await storeCommands();
       const before = { gateway: readProcStats(pids.gateway), store: readProcStats(pids.store), at: performance.now() };
       const run = await runClosedLoop(side, deviceIds, concurrency, durationMs);
       const elapsedMs = performance.now() - before.at;
       const cpuMsPerCommand = (who: "gateway" | "store") => ((cpuPercent(before[who], readProcStats(pids[who]), elapsedMs, ticks) / 100) * elapsedMs) / Math.max(1, run.completed);
-      const measured = { run, gatewayCpuMs: cpuMsPerCommand("gateway"), storeCpuMs: cpuMsPerCommand("store") };
+      const measured = {
+        run,
+        gatewayCpuMs: cpuMsPerCommand("gateway"),
+        storeCpuMs: cpuMsPerCommand("store"),
+        storeCommands: ((await storeCommands()) - storeCommandsBefore) / Math.max(1, run.completed),
+      };
       await keeper.stop();
       return measured;
     };
@@ -139,7 +148,9 @@ async function main(): Promise<void> {
         for (const mode of repeat % 2 === 0 ? MODES : [...MODES].reverse()) {
           const measured = await measure(mode, concurrency, plan.levelMs);
           runs[mode].push(measured);
-          console.log(`${concurrency} in flight, tracing ${mode}, run ${repeat + 1}: ${perSecond(measured.run)} commands/s, gateway ${round(measured.gatewayCpuMs)} ms CPU a command`);
+          console.log(
+            `${concurrency} in flight, tracing ${mode}, run ${repeat + 1}: ${perSecond(measured.run)} commands/s, gateway ${round(measured.gatewayCpuMs)} ms CPU and ${round(measured.storeCommands)} store commands a command`,
+          );
         }
       }
       const off = modeLevel(runs.off);
@@ -192,11 +203,11 @@ async function main(): Promise<void> {
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
 
-    console.log("\n| in flight | commands/s off → on (runs' spread) | cost | p50 / p99 ms off → on | p99 cost | gateway CPU ms a command off → on | CPU cost |");
-    console.log("| --- | --- | --- | --- | --- | --- | --- |");
+    console.log("\n| in flight | commands/s off → on (runs' spread) | cost | p50 / p99 ms off → on | p99 cost | gateway CPU ms a command off → on | CPU cost | store commands a command off → on |");
+    console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for (const l of levels) {
       console.log(
-        `| ${l.concurrency} | ${l.off.commandsPerSec} (${l.off.spread.min}–${l.off.spread.max}) → ${l.on.commandsPerSec} (${l.on.spread.min}–${l.on.spread.max}) | ${l.throughputCostPercent} % | ${l.off.latencyMs.p50} / ${l.off.latencyMs.p99} → ${l.on.latencyMs.p50} / ${l.on.latencyMs.p99} | ${l.p99CostPercent} % | ${l.off.gatewayCpuMsPerCommand} → ${l.on.gatewayCpuMsPerCommand} | ${l.gatewayCpuCostPercent} % |`,
+        `| ${l.concurrency} | ${l.off.commandsPerSec} (${l.off.spread.min}–${l.off.spread.max}) → ${l.on.commandsPerSec} (${l.on.spread.min}–${l.on.spread.max}) | ${l.throughputCostPercent} % | ${l.off.latencyMs.p50} / ${l.off.latencyMs.p99} → ${l.on.latencyMs.p50} / ${l.on.latencyMs.p99} | ${l.p99CostPercent} % | ${l.off.gatewayCpuMsPerCommand} → ${l.on.gatewayCpuMsPerCommand} | ${l.gatewayCpuCostPercent} % | ${l.off.storeCommandsPerCommand} → ${l.on.storeCommandsPerCommand} |`,
       );
     }
     for (const t of result.targets) console.log(`${t.pass ? "PASS" : "MISS"} ${t.name}: ${t.detail}`);
@@ -210,7 +221,7 @@ async function main(): Promise<void> {
 
 const perSecond = (run: RunResult) => round(run.completed / (run.elapsedMs / 1000), 1);
 
-type Measured = { run: RunResult; gatewayCpuMs: number; storeCpuMs: number };
+type Measured = { run: RunResult; gatewayCpuMs: number; storeCpuMs: number; storeCommands: number };
 
 function modeLevel(measured: Measured[]): ModeLevel {
   const runs = measured.map((m) => m.run);
@@ -218,6 +229,7 @@ function modeLevel(measured: Measured[]): ModeLevel {
   return {
     gatewayCpuMsPerCommand: round(median(measured.map((m) => m.gatewayCpuMs))),
     storeCpuMsPerCommand: round(median(measured.map((m) => m.storeCpuMs))),
+    storeCommandsPerCommand: round(median(measured.map((m) => m.storeCommands))),
     commandsPerSec: median(throughputs),
     spread: spread(throughputs),
     completed: runs.reduce((sum, run) => sum + run.completed, 0),

@@ -6,7 +6,7 @@ import type { Device } from "../devices/device";
 import { GatewayError } from "../errors";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
-import type { TraceContext } from "../observability/tracing";
+import { inTrace, type TraceContext } from "../observability/tracing";
 import type { RuleRepository } from "../store/rule-repository";
 import type { Telemetry } from "./condition";
 import type { EnabledRules } from "./enabled-rules";
@@ -59,7 +59,7 @@ export class RuleEngine {
       this.count(await this.perFiring.run(key, () => this.claimAndSend(key, rule, device, trace)));
     } catch (error) {
       // The store failed before anything was sent; the next matching telemetry tries again.
-      this.log.warn({ ruleId: rule.id, deviceId: device.id, err: (error as Error).message }, "rule firing failed");
+      inTrace(trace, () => this.log.warn({ ruleId: rule.id, deviceId: device.id, err: (error as Error).message }, "rule firing failed"));
       this.count("failed");
     }
   }
@@ -93,11 +93,11 @@ export class RuleEngine {
     } catch (error) {
       const refused = error instanceof GatewayError;
       const message = refused ? `${error.code}: ${error.message}` : `failed: ${(error as Error).message}`;
-      this.log.warn({ ruleId: current.id, deviceId: device.id, err: message }, "rule matched but sent nothing");
+      inTrace(trace, () => this.log.warn({ ruleId: current.id, deviceId: device.id, err: message }, "rule matched but sent nothing"));
       await this.perRule.run(current.id, () => this.rules.recordError(current.id, message));
       return refused ? "refused" : "failed";
     }
-    this.log.info({ ruleId: current.id, deviceId: device.id, commandId }, "rule fired");
+    inTrace(trace, () => this.log.info({ ruleId: current.id, deviceId: device.id, commandId }, "rule fired"));
     await this.perRule
       .run(current.id, () => this.rules.recordSent(current.id, now))
       .catch((error) => this.log.warn({ ruleId: current.id, err: (error as Error).message }, "rule fired; its fireCount was not updated"));

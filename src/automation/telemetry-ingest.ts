@@ -5,7 +5,7 @@ import type { Device } from "../devices/device";
 import type { DeviceStateService } from "../devices/device-state-service";
 import type { Logger } from "../logger";
 import type { Metrics } from "../observability/metrics";
-import type { TraceContext } from "../observability/tracing";
+import { inTrace, type TraceContext } from "../observability/tracing";
 import type { DeviceRepository } from "../store/device-repository";
 import type { Telemetry } from "./condition";
 import { ENABLED_RULES_TTL_MS } from "./enabled-rules";
@@ -42,7 +42,7 @@ export class TelemetryIngest {
     try {
       outcome = await this.evaluate(deviceId, payload, trace);
     } catch (error) {
-      this.log.warn({ deviceId, err: (error as Error).message }, "telemetry not evaluated");
+      inTrace(trace, () => this.log.warn({ deviceId, err: (error as Error).message }, "telemetry not evaluated"));
       outcome = "failed";
     }
     if (outcome !== "evaluated") this.metrics.telemetryDropped.inc({ reason: outcome });

@@ -9,6 +9,7 @@ import {
   type Context,
   type ContextManager,
   type Link,
+  type Span,
   type Tracer,
 } from "@opentelemetry/api";
 
@@ -98,19 +99,14 @@ export interface SpanOptions {
 export function inSpan<T>(name: string, options: SpanOptions, fn: (trace: TraceContext) => T): T {
   if (!tracer) return fn(undefined);
   const parent = options.root ? ROOT_CONTEXT : parentContext(options.parent);
-  const links = (options.links ?? []).map(linkTo).filter((link): link is Link => link !== undefined);
+  const links = options.links?.map(linkTo).filter((link): link is Link => link !== undefined);
   const span = tracer.startSpan(name, { kind: options.kind, attributes: options.attributes, links, root: options.root }, parent);
   const inside = trace.setSpan(parent, span);
-  const failed = (error: unknown) => {
-    span.recordException(error as Error);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
-  };
   let result: T;
   try {
     result = context.with(inside, fn, undefined, inside);
   } catch (error) {
-    failed(error);
-    span.end();
+    endFailed(span, error);
     throw error;
   }
   if (result instanceof Promise) {
@@ -120,14 +116,19 @@ export function inSpan<T>(name: string, options: SpanOptions, fn: (trace: TraceC
         return value;
       },
       (error: unknown) => {
-        failed(error);
-        span.end();
+        endFailed(span, error);
         throw error;
       },
     ) as T;
   }
   span.end();
   return result;
+}
+
+function endFailed(span: Span, error: unknown): void {
+  span.recordException(error as Error);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error)?.message });
+  span.end();
 }
 
 /** Runs `fn` with `ctx` active (its log lines carry the span's ids; spans it starts at once are children). */

@@ -179,6 +179,12 @@ describe("tracing over OTLP/HTTP", () => {
       assert.equal(telemetry.parentSpanId, "", "the telemetry message is the trace's root");
       assert.equal(telemetry.kind, SPAN_KIND.CONSUMER);
       assert.equal(one(ruleTrace, "command.send").parentSpanId, telemetry.spanId, "the rule's command under the message that fired it");
+      const firedLog = gateway
+        .output()
+        .split("\n")
+        .filter((line) => line.includes('"msg":"rule fired"') && line.includes(deviceId))
+        .map((line) => JSON.parse(line) as { trace_id?: string; span_id?: string });
+      assert.deepEqual(firedLog.map(({ trace_id, span_id }) => ({ trace_id, span_id })), [{ trace_id: telemetry.traceId, span_id: telemetry.spanId }], "the rule's log line names the message's span");
 
       const { createFleetCommand: fleet } = await setup.admin.data(CreateFleetCommandDocument, {
         input: { name: "setpoint", target: { deviceIds: [deviceId] }, type: "thermostat.setTemperature", payload: { celsius: 19 } },
