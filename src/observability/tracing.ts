@@ -151,6 +151,11 @@ export function annotate(ctx: TraceContext, attributes: Attributes, name?: strin
   if (name) span?.updateName(name);
 }
 
+/** Records a moment in the context's span: a step done (the CASL check, validation). */
+export function recordEvent(ctx: TraceContext, name: string, attributes?: Attributes): void {
+  if (tracer && ctx) trace.getSpan(ctx)?.addEvent(name, attributes);
+}
+
 /**
  * Runs `fn` (something short, such as publishing an event) as an event of the active span when that
  * span is in the trace of `options.parent` and not ended yet, else in a span of its own in that trace.
@@ -190,10 +195,8 @@ function parentContext(parent: SpanOptions["parent"]): Context {
   for (const traceparent of typeof parent === "string" ? [parent] : (parent ?? [])) {
     if (!traceparent) continue;
     if (activeTraceId !== undefined && traceIdOf(traceparent) === activeTraceId) return active;
-    const remote = propagation.extract(ROOT_CONTEXT, { traceparent });
-    const remoteSpan = trace.getSpanContext(remote);
-    if (!remoteSpan || !trace.isSpanContextValid(remoteSpan)) continue;
-    return remote;
+    const remote = remoteContext(traceparent);
+    if (remote) return remote;
   }
   return active;
 }
@@ -204,9 +207,25 @@ function traceIdOf(traceparent: string): string {
 }
 
 function linkTo(traceparent: string | undefined): Link | undefined {
-  if (!traceparent) return undefined;
-  const linked = trace.getSpanContext(propagation.extract(ROOT_CONTEXT, { traceparent }));
-  return linked && trace.isSpanContextValid(linked) ? { context: linked } : undefined;
+  const linked = traceparent ? remoteContext(traceparent) : undefined;
+  return linked ? { context: trace.getSpanContext(linked)! } : undefined;
+}
+
+/** Recently joined traceparents: a command's stored one is parsed once for its writes, its publish and its replies. */
+const remoteContexts = new Map<string, Context | null>();
+const REMOTE_CONTEXTS_KEPT = 1024;
+
+/** The context of a received or stored traceparent; undefined when it is not a valid one. */
+function remoteContext(traceparent: string): Context | undefined {
+  let remote = remoteContexts.get(traceparent);
+  if (remote === undefined) {
+    const extracted = propagation.extract(ROOT_CONTEXT, { traceparent });
+    const spanContext = trace.getSpanContext(extracted);
+    remote = spanContext && trace.isSpanContextValid(spanContext) ? extracted : null;
+    if (remoteContexts.size >= REMOTE_CONTEXTS_KEPT) remoteContexts.clear();
+    remoteContexts.set(traceparent, remote);
+  }
+  return remote ?? undefined;
 }
 
 /**

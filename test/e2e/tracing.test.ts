@@ -80,8 +80,11 @@ describe("tracing over OTLP/HTTP", () => {
       assert.equal(request.service, SERVICE_NAME, "OTEL_SERVICE_NAME names the service");
       const send = one(trace, "command.send");
       assert.equal(send.parentSpanId, request.spanId, "command.send under the GraphQL operation");
-      assert.equal(one(trace, "command.authorize").parentSpanId, send.spanId, "the CASL check under command.send");
-      assert.equal(one(trace, "command.validate").parentSpanId, send.spanId, "validation under command.send");
+      assert.deepEqual(
+        send.events.map((e) => e.name).filter((name) => name.startsWith("command.")),
+        ["command.authorize", "command.validate"],
+        "the CASL check, then validation, are moments of command.send",
+      );
       const insert = one(trace, "store commands.insert");
       assert.equal(insert.parentSpanId, send.spanId, "the store insert under command.send");
       assert.equal(insert.kind, SPAN_KIND.CLIENT);
@@ -203,6 +206,19 @@ describe("tracing over OTLP/HTTP", () => {
     } finally {
       await device.stop({ graceful: true });
     }
+  });
+
+  it("a refused sendCommand: command.send is an error, with the check it passed and not the one it failed", async () => {
+    const deviceId = uniqueName("bad-");
+    await setup.admin.data(RegisterDeviceDocument, { input: { id: deviceId, site: "site-a", model: "thermostat" } });
+    const code = await setup.admin.errorCode(SendCommandDocument, { input: { deviceId, type: "thermostat.setTemperature", payload: { celsius: "hot" } } });
+    assert.equal(code, "BAD_USER_INPUT");
+    await receiver.waitFor(() => receiver.spans.some((s) => s.name === "command.send" && s.attributes["command.device_id"] === deviceId), "the refused command.send");
+    const send = one(receiver.spans, "command.send", (s) => s.attributes["command.device_id"] === deviceId);
+    assert.equal(send.statusCode, 2, "command.send is an error");
+    const events = send.events.map((e) => e.name);
+    assert.ok(events.includes("command.authorize") && !events.includes("command.validate"), `authorized, not validated: ${events.join(", ")}`);
+    assert.ok(events.includes("exception"), "the refusal is recorded as the span's exception");
   });
 
   it("a sendCommand over WebSocket: the operation is the trace's root, named as over HTTP", async () => {
