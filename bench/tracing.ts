@@ -36,6 +36,8 @@ interface ModeLevel {
    */
   gatewayCpuMsPerCommand: number;
   storeCpuMsPerCommand: number;
+  /** CPU time of the OTLP sink (which shares the machine, unlike a collector elsewhere) per completed command. */
+  sinkCpuMsPerCommand: number;
   /** Store commands the gateway sent per completed command, median of the runs: tracing must not change the store path. */
   storeCommandsPerCommand: number;
 }
@@ -125,14 +127,17 @@ async function main(): Promise<void> {
       keeper.start();
       const storeCommands = async () => Object.values(await channel.request<Record<string, number>>({ kind: "storeOps" })).reduce((sum, n) => sum + n, 0);
       const storeCommandsBefore = await storeCommands();
-      const before = { gateway: readProcStats(pids.gateway), store: readProcStats(pids.store), at: performance.now() };
+      const watched = { ...pids, sink: [sinkChannel.child.pid!] };
+      const before = { gateway: readProcStats(watched.gateway), store: readProcStats(watched.store), sink: readProcStats(watched.sink), at: performance.now() };
       const run = await runClosedLoop(side, deviceIds, concurrency, durationMs);
       const elapsedMs = performance.now() - before.at;
-      const cpuMsPerCommand = (who: "gateway" | "store") => ((cpuPercent(before[who], readProcStats(pids[who]), elapsedMs, ticks) / 100) * elapsedMs) / Math.max(1, run.completed);
+      const cpuMsPerCommand = (who: "gateway" | "store" | "sink") =>
+        ((cpuPercent(before[who], readProcStats(watched[who]), elapsedMs, ticks) / 100) * elapsedMs) / Math.max(1, run.completed);
       const measured = {
         run,
         gatewayCpuMs: cpuMsPerCommand("gateway"),
         storeCpuMs: cpuMsPerCommand("store"),
+        sinkCpuMs: cpuMsPerCommand("sink"),
         storeCommands: ((await storeCommands()) - storeCommandsBefore) / Math.max(1, run.completed),
       };
       await keeper.stop();
@@ -149,7 +154,7 @@ async function main(): Promise<void> {
           const measured = await measure(mode, concurrency, plan.levelMs);
           runs[mode].push(measured);
           console.log(
-            `${concurrency} in flight, tracing ${mode}, run ${repeat + 1}: ${perSecond(measured.run)} commands/s, gateway ${round(measured.gatewayCpuMs)} ms CPU and ${round(measured.storeCommands)} store commands a command`,
+            `${concurrency} in flight, tracing ${mode}, run ${repeat + 1}: ${perSecond(measured.run)} commands/s, gateway ${round(measured.gatewayCpuMs)} ms CPU and ${round(measured.storeCommands)} store commands a command, sink ${round(measured.sinkCpuMs)} ms CPU`,
           );
         }
       }
@@ -221,7 +226,7 @@ async function main(): Promise<void> {
 
 const perSecond = (run: RunResult) => round(run.completed / (run.elapsedMs / 1000), 1);
 
-type Measured = { run: RunResult; gatewayCpuMs: number; storeCpuMs: number; storeCommands: number };
+type Measured = { run: RunResult; gatewayCpuMs: number; storeCpuMs: number; sinkCpuMs: number; storeCommands: number };
 
 function modeLevel(measured: Measured[]): ModeLevel {
   const runs = measured.map((m) => m.run);
@@ -229,6 +234,7 @@ function modeLevel(measured: Measured[]): ModeLevel {
   return {
     gatewayCpuMsPerCommand: round(median(measured.map((m) => m.gatewayCpuMs))),
     storeCpuMsPerCommand: round(median(measured.map((m) => m.storeCpuMs))),
+    sinkCpuMsPerCommand: round(median(measured.map((m) => m.sinkCpuMs))),
     storeCommandsPerCommand: round(median(measured.map((m) => m.storeCommands))),
     commandsPerSec: median(throughputs),
     spread: spread(throughputs),
