@@ -4,7 +4,7 @@ import { faultPoint } from "../common/fault-points";
 import { TimerQueue } from "../common/timer-queue";
 import type { DeviceDirectory } from "../devices/device-directory";
 import type { Logger } from "../logger";
-import { inSpan, type SpanOptions } from "../observability/tracing";
+import { inSpan } from "../observability/tracing";
 import type { CommandRepository } from "../store/command-repository";
 import type { CommandIdQueries } from "../store/store-ports";
 import { ACTIVE_STATUSES, type ActiveCommands } from "./active-commands";
@@ -114,41 +114,39 @@ export class Sweeper {
     if (kind === "notBefore") {
       if (command.status === "QUEUED" && this.devices.isOnline(command.deviceId)) this.dispatcher.kick(command.deviceId);
     } else if (kind === "deadline" && isOverdue(command, now)) {
-      const timedOut = await inSpan("command.timeout", inCommandTrace(command), (trace) =>
-        this.lifecycle.apply(
-          id,
-          "timeOut",
-          (current) => {
-            // The attempt that was found overdue, not one retried meanwhile.
-            if (current.attempt !== command.attempt || !isOverdue(current, this.clock.now())) return null;
-            return {
-              set: { pendingAlert: { kind: "TIMED_OUT", level: current.escalation?.level ?? 0, attempt: current.attempt } },
-              event: { at: this.clock.now(), actor: "gateway", detail: `no final reply within ${current.timeoutSeconds} s` },
-            };
-          },
-          undefined,
-          { trace },
-        ),
-      );
+      const timedOut = await this.endWithAlert(command, "timeOut", isOverdue, (current) => `no final reply within ${current.timeoutSeconds} s`);
       if (timedOut) faultPoint("after-timeout");
     } else if (kind === "expiry" && isExpired(command, now)) {
-      await inSpan("command.expire", inCommandTrace(command), (trace) =>
-        this.lifecycle.apply(
-          id,
-          "expire",
-          (current) => {
-            // A claimed command may already be on its way: it is not expired.
-            if (current.attempt !== command.attempt || !isExpired(current, this.clock.now())) return null;
-            return {
-              set: { pendingAlert: { kind: "EXPIRED", level: current.escalation?.level ?? 0, attempt: current.attempt } },
-              event: { at: this.clock.now(), actor: "gateway", detail: "not sent before expiresAt" },
-            };
-          },
-          undefined,
-          { trace },
-        ),
-      );
+      // A claimed command may already be on its way: it is not expired.
+      await this.endWithAlert(command, "expire", isExpired, () => "not sent before expiresAt");
     }
+  }
+
+  /**
+   * Times out or expires the attempt that was found due, not one retried meanwhile, and marks the
+   * alert it raises; in a span of the command's trace, where its write, event and alert go too.
+   */
+  private endWithAlert(command: Command, transition: "timeOut" | "expire", stillDue: (current: Command, now: Date) => boolean, detail: (current: Command) => string) {
+    const span = {
+      parent: command.traceparent,
+      attributes: { "command.id": command.id, "command.device_id": command.deviceId, "command.attempt": command.attempt },
+    };
+    const { spanName, alert } = ENDINGS[transition];
+    return inSpan(spanName, span, (trace) =>
+      this.lifecycle.apply(
+        command.id,
+        transition,
+        (current) => {
+          if (current.attempt !== command.attempt || !stillDue(current, this.clock.now())) return null;
+          return {
+            set: { pendingAlert: { kind: alert, level: current.escalation?.level ?? 0, attempt: current.attempt } },
+            event: { at: this.clock.now(), actor: "gateway", detail: detail(current) },
+          };
+        },
+        undefined,
+        { trace },
+      ),
+    );
   }
 
   /** Works on every online device's queue (the broker connection is back: what failed to publish meanwhile). */
@@ -209,11 +207,13 @@ export class Sweeper {
   }
 }
 
+/** The span and the alert of each ending the sweeper makes. */
+const ENDINGS = {
+  timeOut: { spanName: "command.timeout", alert: "TIMED_OUT" },
+  expire: { spanName: "command.expire", alert: "EXPIRED" },
+} as const;
+
 const isOverdue = (command: Command, now: Date) =>
   (command.status === "SENT" || command.status === "DELIVERED") && command.deadline !== undefined && command.deadline <= now;
 const isExpired = (command: Command, now: Date) => command.status === "QUEUED" && !command.claim && command.expiresAt !== undefined && command.expiresAt <= now;
 
-/** A timeout's or expiry's span: in the command's trace, so its write, its event and its alert are there too. */
-function inCommandTrace(command: Command): SpanOptions {
-  return { parent: command.traceparent, attributes: { "command.id": command.id, "command.device_id": command.deviceId, "command.attempt": command.attempt } };
-}
