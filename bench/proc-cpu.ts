@@ -76,3 +76,27 @@ export function clockTicksPerSecond(): number {
     return 100;
   }
 }
+
+/** The machine's CPU time from the first line of /proc/stat, in clock ticks: all of it, and what the hypervisor took (steal). */
+export interface MachineCpu {
+  totalTicks: number;
+  stealTicks: number;
+}
+
+/** Parses the `cpu` line of /proc/stat (user nice system idle iowait irq softirq steal …). */
+export function parseMachineCpu(line: string): MachineCpu {
+  const [label, ...fields] = line.trim().split(/\s+/);
+  const ticks = fields.slice(0, 8).map(Number);
+  if (label !== "cpu" || ticks.length < 8 || !ticks.every(Number.isInteger)) throw new Error(`not the cpu line of /proc/stat: ${line.slice(0, 80)}`);
+  return { totalTicks: ticks.reduce((sum, n) => sum + n, 0), stealTicks: ticks[7]! };
+}
+
+export function readMachineCpu(): MachineCpu {
+  return parseMachineCpu(readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!);
+}
+
+/** Share of the machine's CPU time the hypervisor gave to others between two samples (percent): a loaded host. */
+export function stealPercent(before: MachineCpu, after: MachineCpu): number {
+  const total = after.totalTicks - before.totalTicks;
+  return total > 0 ? ((after.stealTicks - before.stealTicks) / total) * 100 : 0;
+}

@@ -7,7 +7,7 @@ import { benchDevice, forkChild, startBenchGateway, stopChild } from "./children
 import { runClosedLoop, type RunResult, type Side } from "./closed-loop";
 import { CollectionKeeper } from "./collection-keeper";
 import { ChildChannel } from "./ipc";
-import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readProcStats } from "./proc-cpu";
+import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readMachineCpu, readProcStats, stealPercent } from "./proc-cpu";
 import { median, percentiles, round, spread, type Percentiles, type Spread } from "./stats";
 
 const USAGE = "usage: npm run bench:tracing [-- --quick] [--sampler-ratio R] [--out FILE] [--profile DIR]";
@@ -38,6 +38,8 @@ interface ModeLevel {
   storeCpuMsPerCommand: number;
   /** CPU time of the OTLP sink (which shares the machine, unlike a collector elsewhere) per completed command. */
   sinkCpuMsPerCommand: number;
+  /** The machine's CPU time the hypervisor took during the runs, percent (min, median, max): a loaded host makes every figure move. */
+  stealPercent: Spread;
   /** Store commands the gateway sent per completed command, median of the runs: tracing must not change the store path. */
   storeCommandsPerCommand: number;
 }
@@ -129,6 +131,7 @@ async function main(): Promise<void> {
       const storeCommands = async () => Object.values(await channel.request<Record<string, number>>({ kind: "storeOps" })).reduce((sum, n) => sum + n, 0);
       const storeCommandsBefore = await storeCommands();
       const watched = { ...pids, sink: [sinkChannel.child.pid!] };
+      const machineBefore = readMachineCpu();
       const before = { gateway: readProcStats(watched.gateway), store: readProcStats(watched.store), sink: readProcStats(watched.sink), at: performance.now() };
       const run = await runClosedLoop(side, deviceIds, concurrency, durationMs);
       const elapsedMs = performance.now() - before.at;
@@ -139,6 +142,7 @@ async function main(): Promise<void> {
         gatewayCpuMs: cpuMsPerCommand("gateway"),
         storeCpuMs: cpuMsPerCommand("store"),
         sinkCpuMs: cpuMsPerCommand("sink"),
+        stealPercent: stealPercent(machineBefore, readMachineCpu()),
         storeCommands: ((await storeCommands()) - storeCommandsBefore) / Math.max(1, run.completed),
       };
       await keeper.stop();
@@ -155,7 +159,7 @@ async function main(): Promise<void> {
           const measured = await measure(mode, concurrency, plan.levelMs);
           runs[mode].push(measured);
           console.log(
-            `${concurrency} in flight, tracing ${mode}, run ${repeat + 1}: ${perSecond(measured.run)} commands/s, gateway ${round(measured.gatewayCpuMs)} ms CPU and ${round(measured.storeCommands)} store commands a command, sink ${round(measured.sinkCpuMs)} ms CPU`,
+            `${concurrency} in flight, tracing ${mode}, run ${repeat + 1}: ${perSecond(measured.run)} commands/s, gateway ${round(measured.gatewayCpuMs)} ms CPU and ${round(measured.storeCommands)} store commands a command, sink ${round(measured.sinkCpuMs)} ms CPU, steal ${round(measured.stealPercent, 1)} %`,
           );
         }
       }
@@ -219,6 +223,10 @@ async function main(): Promise<void> {
         `| ${l.concurrency} | ${l.off.commandsPerSec} (${l.off.spread.min}–${l.off.spread.max}) → ${l.on.commandsPerSec} (${l.on.spread.min}–${l.on.spread.max}) | ${l.throughputCostPercent} % | ${l.off.latencyMs.p50} / ${l.off.latencyMs.p99} → ${l.on.latencyMs.p50} / ${l.on.latencyMs.p99} | ${l.p99CostPercent} % | ${l.off.gatewayCpuMsPerCommand} → ${l.on.gatewayCpuMsPerCommand} | ${l.gatewayCpuCostPercent} % | ${l.off.storeCommandsPerCommand} → ${l.on.storeCommandsPerCommand} |`,
       );
     }
+    for (const l of levels) {
+      const steal = (m: ModeLevel) => `${m.stealPercent.median} % (${m.stealPercent.min}–${m.stealPercent.max})`;
+      console.log(`steal at ${l.concurrency} in flight: ${steal(l.off)} off, ${steal(l.on)} on (the hypervisor's share of the machine's CPU)`);
+    }
     for (const t of result.targets) console.log(`${t.pass ? "PASS" : "MISS"} ${t.name}: ${t.detail}`);
     console.log(`spans exported: ${result.spansExported} in ${result.exportRequests} requests`);
     console.log(`load average (1/5/15 min): ${result.loadAverage.start.join(" ")} at the start, ${result.loadAverage.end.join(" ")} at the end`);
@@ -230,7 +238,7 @@ async function main(): Promise<void> {
 
 const perSecond = (run: RunResult) => round(run.completed / (run.elapsedMs / 1000), 1);
 
-type Measured = { run: RunResult; gatewayCpuMs: number; storeCpuMs: number; sinkCpuMs: number; storeCommands: number };
+type Measured = { run: RunResult; gatewayCpuMs: number; storeCpuMs: number; sinkCpuMs: number; storeCommands: number; stealPercent: number };
 
 function modeLevel(measured: Measured[]): ModeLevel {
   const runs = measured.map((m) => m.run);
@@ -239,6 +247,7 @@ function modeLevel(measured: Measured[]): ModeLevel {
     gatewayCpuMsPerCommand: round(median(measured.map((m) => m.gatewayCpuMs))),
     storeCpuMsPerCommand: round(median(measured.map((m) => m.storeCpuMs))),
     sinkCpuMsPerCommand: round(median(measured.map((m) => m.sinkCpuMs))),
+    stealPercent: spread(measured.map((m) => round(m.stealPercent, 1))),
     storeCommandsPerCommand: round(median(measured.map((m) => m.storeCommands))),
     commandsPerSec: median(throughputs),
     spread: spread(throughputs),

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Completions, runClosedLoop, type Side } from "../../bench/closed-loop";
 import { finalCommand } from "../../bench/history";
-import { cpuPercent, descendants, parseProcStat, type ProcStat } from "../../bench/proc-cpu";
+import { cpuPercent, descendants, parseMachineCpu, parseProcStat, stealPercent, type ProcStat } from "../../bench/proc-cpu";
 import { addOps, opsBetween, totalOps } from "../../bench/store-ops";
 
 // A real line from /proc/<pid>/stat (Linux 6.x), with a comm holding a space and a ")".
@@ -33,6 +33,20 @@ describe("bench: CPU from /proc/<pid>/stat", () => {
     // 50 ticks at 100 Hz = 0.5 s of CPU over 10 s: 5 % of a core; pid 2 exited, pid 3 is new: neither counts.
     assert.equal(cpuPercent(before, after, 10_000, 100), 5);
     assert.equal(cpuPercent(before, before, 10_000, 100), 0);
+  });
+});
+
+describe("bench: the machine's CPU from /proc/stat", () => {
+  it("sums the first eight fields and keeps steal, the eighth", () => {
+    assert.deepEqual(parseMachineCpu("cpu  678087 2475 112068 634935 3032 0 14711 26883 0 0"), { totalTicks: 1472191, stealTicks: 26883 });
+    assert.throws(() => parseMachineCpu("cpu0 1 2 3 4 5 6 7 8"), /not the cpu line/);
+    assert.throws(() => parseMachineCpu("cpu 1 2 3"), /not the cpu line/);
+  });
+
+  it("gives the share of the interval the hypervisor took", () => {
+    const before = { totalTicks: 1000, stealTicks: 10 };
+    assert.equal(stealPercent(before, { totalTicks: 1200, stealTicks: 80 }), 35);
+    assert.equal(stealPercent(before, before), 0);
   });
 });
 
