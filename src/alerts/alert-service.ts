@@ -18,8 +18,10 @@ const RETRY_MAX_MS = 10_000;
 
 /** Where a new alert goes besides the store: subscriptions and the `{p}/alerts` topic. */
 export type AlertPublisher = (alert: Alert) => Promise<void>;
-/** What is derived from a stored alert before its command's mark is cleared (webhook deliveries); must be idempotent. */
-/** What follows a stored alert (its webhook deliveries); `trace`: the raise's span, which the deliveries join. */
+/**
+ * What is derived from a stored alert before its command's mark is cleared (webhook deliveries); must
+ * be idempotent. `trace`: the raise's span, which the deliveries join.
+ */
 export type AlertFollowUp = (alert: Alert, trace?: TraceContext) => Promise<void>;
 
 /**

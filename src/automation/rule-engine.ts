@@ -84,11 +84,8 @@ export class RuleEngine {
     const principal: Principal = { kind: "rule", id: rulePrincipalId(current.id), tenant: current.tenant, commandType: current.commandType };
     let commandId: string;
     try {
-      const command = await this.commands.send(principal, {
-        deviceId: current.targetDeviceId ?? device.id,
-        type: current.commandType,
-        payload: current.commandPayload,
-      }, trace);
+      const request = { deviceId: current.targetDeviceId ?? device.id, type: current.commandType, payload: current.commandPayload };
+      const command = await this.commands.send(principal, request, trace);
       commandId = command.id;
     } catch (error) {
       const refused = error instanceof GatewayError;

@@ -229,9 +229,8 @@ export class Dispatcher {
    * SENT waits a moment for the device's replies, which nearly always follow within milliseconds, so
    * that SENT, DELIVERED and the result cost one write. Until SENT is stored the command is QUEUED and
    * claimed: a crash then means it is published again with the same id and attempt, as after any crash
-   * before the PUBACK was stored.
+   * before the PUBACK was stored. SENT belongs to the publish span `trace`.
    */
-  /** SENT belongs to the publish span `trace`. */
   private markSent(command: Command, trace: TraceContext) {
     const sentAt = this.clock.now();
     const moreToSend = this.active.queued(command.deviceId).some((c) => c.id !== command.id && isDue(c, sentAt));

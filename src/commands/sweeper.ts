@@ -114,11 +114,9 @@ export class Sweeper {
     if (kind === "notBefore") {
       if (command.status === "QUEUED" && this.devices.isOnline(command.deviceId)) this.dispatcher.kick(command.deviceId);
     } else if (kind === "deadline" && isOverdue(command, now)) {
-      const timedOut = await this.endWithAlert(command, "timeOut", isOverdue, (current) => `no final reply within ${current.timeoutSeconds} s`);
-      if (timedOut) faultPoint("after-timeout");
+      if (await this.endWithAlert(command, "timeOut")) faultPoint("after-timeout");
     } else if (kind === "expiry" && isExpired(command, now)) {
-      // A claimed command may already be on its way: it is not expired.
-      await this.endWithAlert(command, "expire", isExpired, () => "not sent before expiresAt");
+      await this.endWithAlert(command, "expire");
     }
   }
 
@@ -126,12 +124,12 @@ export class Sweeper {
    * Times out or expires the attempt that was found due, not one retried meanwhile, and marks the
    * alert it raises; in a span of the command's trace, where its write, event and alert go too.
    */
-  private endWithAlert(command: Command, transition: "timeOut" | "expire", stillDue: (current: Command, now: Date) => boolean, detail: (current: Command) => string) {
+  private endWithAlert(command: Command, transition: keyof typeof ENDINGS) {
     const span = {
       parent: command.traceparent,
       attributes: { "command.id": command.id, "command.device_id": command.deviceId, "command.attempt": command.attempt },
     };
-    const { spanName, alert } = ENDINGS[transition];
+    const { spanName, alert, stillDue, detail } = ENDINGS[transition];
     return inSpan(spanName, span, (trace) =>
       this.lifecycle.apply(
         command.id,
@@ -207,13 +205,14 @@ export class Sweeper {
   }
 }
 
-/** The span and the alert of each ending the sweeper makes. */
-const ENDINGS = {
-  timeOut: { spanName: "command.timeout", alert: "TIMED_OUT" },
-  expire: { spanName: "command.expire", alert: "EXPIRED" },
-} as const;
-
 const isOverdue = (command: Command, now: Date) =>
   (command.status === "SENT" || command.status === "DELIVERED") && command.deadline !== undefined && command.deadline <= now;
+// A claimed command may already be on its way: it is not expired.
 const isExpired = (command: Command, now: Date) => command.status === "QUEUED" && !command.claim && command.expiresAt !== undefined && command.expiresAt <= now;
+
+/** Each ending the sweeper makes: its span, its alert, whether it still applies, and what its history entry says. */
+const ENDINGS = {
+  timeOut: { spanName: "command.timeout", alert: "TIMED_OUT", stillDue: isOverdue, detail: (c: Command) => `no final reply within ${c.timeoutSeconds} s` },
+  expire: { spanName: "command.expire", alert: "EXPIRED", stillDue: isExpired, detail: () => "not sent before expiresAt" },
+} as const;
 

@@ -6,7 +6,7 @@ import { ApolloServerPluginLandingPageDisabled } from "@apollo/server/plugin/dis
 import { expressMiddleware } from "@as-integrations/express5";
 import cors from "cors";
 import express, { type ErrorRequestHandler } from "express";
-import { execute, getOperationAST, type ExecutionArgs, type GraphQLSchema } from "graphql";
+import { execute, getOperationAST, type ExecutionArgs, type GraphQLSchema, type OperationDefinitionNode } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Authenticator } from "../auth/authenticator";
@@ -147,9 +147,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<Runni
           return {
             async didResolveOperation({ operation, contextValue }) {
               // The request's span (below) gets the operation's name: "mutation SendCommand".
-              const type = operation?.operation ?? "operation";
-              const name = operation?.name?.value;
-              annotate(contextValue.trace, { "graphql.operation.type": type, ...(name ? { "graphql.operation.name": name } : {}) }, name ? `${type} ${name}` : type);
+              const { spanName, attributes } = operationSpan(operation);
+              annotate(contextValue.trace, attributes, spanName);
               const refusal = refuseOperation(operation?.operation, "http", options.isStoreAvailable);
               if (refusal) throw refusal;
             },
@@ -234,13 +233,17 @@ const graphqlRequestSpan: express.RequestHandler = (req, res, next) => {
  * ("mutation SendCommand"); subscriptions have none (their events are moments of the commands' traces).
  */
 function tracedExecute(args: ExecutionArgs) {
-  const operation = getOperationAST(args.document, args.operationName);
-  const type = operation?.operation ?? "operation";
-  const name = operation?.name?.value;
-  const attributes = { "graphql.operation.type": type, ...(name ? { "graphql.operation.name": name } : {}), "network.protocol.name": "websocket" };
-  return inSpan(name ? `${type} ${name}` : type, { kind: SpanKind.SERVER, attributes }, (trace) =>
+  const { spanName, attributes } = operationSpan(getOperationAST(args.document, args.operationName));
+  return inSpan(spanName, { kind: SpanKind.SERVER, attributes: { ...attributes, "network.protocol.name": "websocket" } }, (trace) =>
     execute({ ...args, contextValue: { ...(args.contextValue as GatewayContext), trace } }),
   );
+}
+
+/** An operation's span name ("mutation SendCommand", or the type alone when unnamed) and attributes. */
+function operationSpan(operation: OperationDefinitionNode | null | undefined) {
+  const type = operation?.operation ?? "operation";
+  const name = operation?.name?.value;
+  return { spanName: name ? `${type} ${name}` : type, attributes: { "graphql.operation.type": type, ...(name ? { "graphql.operation.name": name } : {}) } };
 }
 
 function routeLabel(path: string): string {

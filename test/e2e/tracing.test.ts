@@ -56,6 +56,16 @@ describe("tracing over OTLP/HTTP", () => {
     return spans;
   }
 
+  /** The trace and span ids of the gateway's log lines with message `msg` that mention `deviceId`. */
+  function loggedSpans(msg: string, deviceId: string): Array<{ trace_id?: string; span_id?: string }> {
+    return gateway
+      .output()
+      .split("\n")
+      .filter((line) => line.includes(`"msg":${JSON.stringify(msg)}`) && line.includes(deviceId))
+      .map((line) => JSON.parse(line) as { trace_id?: string; span_id?: string })
+      .map(({ trace_id, span_id }) => ({ trace_id, span_id }));
+  }
+
   function one(spans: ReceivedSpan[], name: string, where: (s: ReceivedSpan) => boolean = () => true): ReceivedSpan {
     const found = spans.filter((s) => s.name === name && where(s));
     assert.equal(found.length, 1, `one ${name} span in ${spans.map((s) => s.name).join(", ")}`);
@@ -149,12 +159,7 @@ describe("tracing over OTLP/HTTP", () => {
       }
       const refused = one(trace, "command.reply DELIVERED", (s) => s.attributes["command.reply.outcome"] === "not_allowed_in_state");
 
-      const logged = gateway
-        .output()
-        .split("\n")
-        .filter((line) => line.includes('"msg":"reply rejected"') && line.includes(deviceId))
-        .map((line) => JSON.parse(line) as { trace_id?: string; span_id?: string });
-      assert.deepEqual(logged.map(({ trace_id, span_id }) => ({ trace_id, span_id })), [{ trace_id: refused.traceId, span_id: refused.spanId }], "the refusal's log line names its span");
+      assert.deepEqual(loggedSpans("reply rejected", deviceId), [{ trace_id: refused.traceId, span_id: refused.spanId }], "the refusal's log line names its span");
     } finally {
       await raw.publishAsync(topics.presence(deviceId), "", { qos: 1, retain: true });
       await raw.endAsync();
@@ -182,12 +187,7 @@ describe("tracing over OTLP/HTTP", () => {
       assert.equal(telemetry.parentSpanId, "", "the telemetry message is the trace's root");
       assert.equal(telemetry.kind, SPAN_KIND.CONSUMER);
       assert.equal(one(ruleTrace, "command.send").parentSpanId, telemetry.spanId, "the rule's command under the message that fired it");
-      const firedLog = gateway
-        .output()
-        .split("\n")
-        .filter((line) => line.includes('"msg":"rule fired"') && line.includes(deviceId))
-        .map((line) => JSON.parse(line) as { trace_id?: string; span_id?: string });
-      assert.deepEqual(firedLog.map(({ trace_id, span_id }) => ({ trace_id, span_id })), [{ trace_id: telemetry.traceId, span_id: telemetry.spanId }], "the rule's log line names the message's span");
+      assert.deepEqual(loggedSpans("rule fired", deviceId), [{ trace_id: telemetry.traceId, span_id: telemetry.spanId }], "the rule's log line names the message's span");
 
       const { createFleetCommand: fleet } = await setup.admin.data(CreateFleetCommandDocument, {
         input: { name: "setpoint", target: { deviceIds: [deviceId] }, type: "thermostat.setTemperature", payload: { celsius: 19 } },

@@ -195,8 +195,10 @@ export class AlertDeliveryWorker {
     return new Date(now.getTime() + this.leaseMs);
   }
 
-  /** The URL is checked again (DNS may have changed) and the connection goes to the addresses checked. */
-  /** `traceparent`: the attempt's span, sent on so that a traced receiver continues the trace. */
+  /**
+   * The URL is checked again (DNS may have changed) and the connection goes to the addresses checked.
+   * `traceparent`: the attempt's span, sent on so that a traced receiver continues the trace.
+   */
   private async post(webhook: AlertWebhook, delivery: AlertDelivery, traceparent: string | undefined): Promise<PostResult> {
     let url: URL;
     let addresses;
