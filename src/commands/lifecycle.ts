@@ -209,10 +209,16 @@ export class CommandLifecycle {
     for (const pending of batch) pending.resolve({ command: base, refused: base ? NOT_ALLOWED : "unknown_command" });
   }
 
+  /**
+   * Each step as a command of its own, in order. Only the last is what the store holds; the ones before
+   * it keep the version the write started from, so a replica that takes one into memory and decides on
+   * it loses the compare-and-set and reads again, instead of writing over the later steps (a duplicate
+   * DELIVERED stored after the SUCCEEDED it arrived with).
+   */
   private announce(plan: Plan, stored: Command): void {
     plan.snapshots.forEach(({ historyLength, status, change }, i) => {
       const last = i === plan.snapshots.length - 1;
-      const command = last ? stored : { ...stored, status, history: stored.history.slice(0, historyLength) };
+      const command = last ? stored : { ...stored, v: plan.next.v, status, history: stored.history.slice(0, historyLength) };
       if (change !== "escalated") this.metrics.commandTransitions.inc({ status });
       this.notify(command, change);
     });
@@ -259,10 +265,10 @@ function planBatch(base: Command, batch: Pending[], now: Date): Plan {
   return plan;
 }
 
-/** The stored command for the last accepted step, the in-memory state (with the stored version) for earlier ones. */
+/** The stored command for the last accepted step; for earlier ones the state in memory, at the version the write started from (see `announce`). */
 function resolvedOutcome(outcome: Outcome, stored: Command): Outcome {
   if (outcome.refused !== undefined || !outcome.command) return outcome;
-  return { command: outcome.command.history.length === stored.history.length ? stored : { ...outcome.command, v: stored.v } };
+  return { command: outcome.command.history.length === stored.history.length ? stored : outcome.command };
 }
 
 function transitionDecision(transition: CommandTransition, change: (current: Command) => TransitionChange | Refusal | null): Decide {

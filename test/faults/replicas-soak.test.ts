@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { MongoClient } from "mongodb";
 import { signToken } from "../../src/auth/jwt";
+import { ESCALATABLE, TRANSITIONS } from "../../src/commands/state-machine";
 import { createSimulatedDevice, DeviceClient } from "../../src/device-sdk";
 import {
   CommandDocument,
@@ -209,6 +210,11 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
         `${sends} sends and ${redeliveries} redeliveries published, ${deliveries.all.length} deliveries received`,
     );
 
+    // Whichever replica applied which reply: each history is a walk of the state machine (no DELIVERED after SUCCEEDED).
+    for (const id of ids) {
+      const walk = history(id);
+      walk.slice(1).forEach((to, i) => assert.ok(isStep(walk[i]!, to), `${id}: ${walk[i]} → ${to} is no transition, in ${walk.join(" ")}`));
+    }
     assert.ok(timedOut.includes(toSilent.id), `the silent device's command timed out: ${history(toSilent.id).join(" ")}`);
     assert.ok(retried.length >= 1, "the failing device failed its first attempts");
     for (const id of retried) {
@@ -275,6 +281,10 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
     }
   });
 });
+
+/** A history entry may follow another: a transition of the state machine, or an escalation (the status stays). */
+const isStep = (from: CommandStatus, to: CommandStatus) =>
+  (from === to && ESCALATABLE.includes(from)) || Object.values(TRANSITIONS).some((rule) => rule.to === to && rule.from.includes(from));
 
 /** Polls until every command is in one of `statuses` (default: any final one); fails at `deadline` with what is stuck. */
 async function settle(
