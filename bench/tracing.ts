@@ -8,7 +8,8 @@ import { runClosedLoop, type RunResult, type Side } from "./closed-loop";
 import { CollectionKeeper } from "./collection-keeper";
 import { ChildChannel } from "./ipc";
 import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readMachineCpu, readProcStats, stealPercent } from "./proc-cpu";
-import { median, percentiles, round, spread, type Percentiles, type Spread } from "./stats";
+import { readMetrics } from "../test/kit/metrics";
+import { percentiles, round, spread, type Percentiles, type Spread } from "./stats";
 
 const USAGE = "usage: npm run bench:tracing [-- --quick] [--sampler-ratio R] [--out FILE] [--profile DIR]";
 /** The issue's target: tracing on costs at most this share of throughput and of p99. */
@@ -16,13 +17,14 @@ const TARGET_COST = 0.1;
 
 const PLANS = {
   quick: { levels: [4], levelMs: 3_000, repeats: 3, warmupMs: 2_000, devices: 20 },
-  full: { levels: [1, 4, 16], levelMs: 6_000, repeats: 7, warmupMs: 4_000, devices: 50 },
+  // Short runs, many of them, alternating: the host's speed moves within seconds (steal from 1 to 35 %).
+  full: { levels: [1, 4, 16], levelMs: 2_000, repeats: 21, warmupMs: 4_000, devices: 50 },
 };
 type Mode = "off" | "on";
 const MODES: Mode[] = ["off", "on"];
 
 interface ModeLevel {
-  /** Median of the runs. */
+  /** Over the runs together: their completed commands over their time. */
   commandsPerSec: number;
   spread: Spread;
   completed: number;
@@ -30,14 +32,16 @@ interface ModeLevel {
   /** Over every completed command of every run. */
   latencyMs: Percentiles;
   runs: number[];
-  /**
-   * CPU time the gateway process (and, apart, its FerretDB) spent per completed command, median of the
-   * runs: what tracing adds, and much less moved than throughput by other load on the machine.
-   */
+  /** CPU time the gateway process (and, apart, its FerretDB) spent per completed command, over the runs together: what tracing adds. */
   gatewayCpuMsPerCommand: number;
   storeCpuMsPerCommand: number;
   /** CPU time of the OTLP sink (which shares the machine, unlike a collector elsewhere) per completed command. */
   sinkCpuMsPerCommand: number;
+  /** Time the gateway spent in garbage collection per completed command (its /metrics, every kind). */
+  gcMsPerCommand: number;
+  /** The gateway's event-loop lag during the runs (its /metrics): 99th percentile of each run (min, median, max), and the largest. */
+  loopLagP99Ms: Spread;
+  loopLagMaxMs: number;
   /** The machine's CPU time the hypervisor took during the runs, percent (min, median, max): a loaded host makes every figure move. */
   stealPercent: Spread;
   /** Store commands the gateway sent per completed command, median of the runs: tracing must not change the store path. */
@@ -56,7 +60,7 @@ interface TracingBenchResult {
   plan: (typeof PLANS)["full"];
   /** Share of traces the traced gateway sampled (1: all). */
   samplerRatio: number;
-  /** Costs: the median over the repeats of each back-to-back pair's on/off ratio (of throughput, of the run's p99, of CPU per command). */
+  /** Costs: on against off over all runs of the level (they alternate, so both see the same drift of the machine). */
   levels: Array<{ concurrency: number; off: ModeLevel; on: ModeLevel; throughputCostPercent: number; p99CostPercent: number; gatewayCpuCostPercent: number }>;
   /** What the OTLP sink (a process of its own) received from the traced gateway. */
   spansExported: number;
@@ -67,13 +71,14 @@ interface TracingBenchResult {
 /**
  * Tracing's cost (issue 13): two gateways as `npm start` runs them (embedded store and broker), one
  * with OTEL_EXPORTER_OTLP_ENDPOINT pointing at an OTLP/HTTP sink in a child process, one without, loaded
- * in turn by the same closed loop (sendCommand → SUCCEEDED at a subscriber) in the same run; each
- * repeat starts with the other one. Writes bench/results/tracing-<time>.json.
+ * in turn by the same closed loop (sendCommand → SUCCEEDED at a subscriber) in the same run, in short
+ * runs that alternate (off on, on off, …). Writes bench/results/tracing-<time>.json.
  */
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       quick: { type: "boolean", default: false },
+      together: { type: "boolean", default: false },
       "sampler-ratio": { type: "string" },
       out: { type: "string" },
       profile: { type: "string" },
@@ -85,6 +90,7 @@ async function main(): Promise<void> {
   const samplerRatio = values["sampler-ratio"] === undefined ? undefined : Number(values["sampler-ratio"]);
   if (samplerRatio !== undefined && !(samplerRatio > 0 && samplerRatio <= 1)) throw new Error(`--sampler-ratio must be in (0, 1]\n${USAGE}`);
   const plan = values.quick ? PLANS.quick : PLANS.full;
+  const together = values.together!;
   const at = new Date();
   const loadAtStart = loadavg().map((x) => round(x));
   const out = resolve(values.out ?? join("bench", "results", `tracing-${at.toISOString().replace(/[:.]/g, "-")}.json`));
@@ -98,7 +104,7 @@ async function main(): Promise<void> {
     const sinkChannel = new ChildChannel(forkChild("otlp-sink-process.js", [], {}));
     cleanup.push(() => stopChild(sinkChannel));
     const otlpEndpoint = (await ChildChannel.ready(sinkChannel.child)).otlpEndpoint!;
-    const gateways = {} as Record<Mode, { side: Side; deviceIds: string[]; keeper: CollectionKeeper; pids: { gateway: number[]; store: number[] }; channel: ChildChannel }>;
+    const gateways = {} as Record<Mode, { side: Side; deviceIds: string[]; keeper: CollectionKeeper; pids: { gateway: number[]; store: number[] }; channel: ChildChannel; url: string }>;
     for (const mode of MODES) {
       console.log(`starting the gateway with tracing ${mode}`);
       // --profile: each gateway writes a CPU profile into DIR/<mode> when it stops.
@@ -120,61 +126,84 @@ async function main(): Promise<void> {
       const side = await api.side(deviceIds[0]!);
       cleanup.push(() => side.close());
       const pids = { gateway: [child.pid!], store: descendants(readAllProcStats(), child.pid!, /^ferretdb/) };
-      gateways[mode] = { side, deviceIds, keeper: new CollectionKeeper(storeClient.db(database).collection("commands")), pids, channel };
+      gateways[mode] = { side, deviceIds, keeper: new CollectionKeeper(storeClient.db(database).collection("commands")), pids, channel, url: `http://127.0.0.1:${ready.port}` };
     }
 
     const ticks = clockTicksPerSecond();
-    const measure = async (mode: Mode, concurrency: number, durationMs: number): Promise<Measured> => {
-      const { side, deviceIds, keeper, pids, channel } = gateways[mode];
-      await keeper.clear();
-      keeper.start();
-      const storeCommands = async () => Object.values(await channel.request<Record<string, number>>({ kind: "storeOps" })).reduce((sum, n) => sum + n, 0);
-      const storeCommandsBefore = await storeCommands();
-      const watched = { ...pids, sink: [sinkChannel.child.pid!] };
+    const watchedOf = (mode: Mode) => ({ ...gateways[mode].pids, sink: [sinkChannel.child.pid!] });
+    /** Loads the gateways of `modes` at the same time, each with its own closed loop, and measures each. */
+    const measure = async (modes: Mode[], concurrency: number, durationMs: number): Promise<Partial<Record<Mode, Measured>>> => {
+      const storeCommands = async (mode: Mode) =>
+        Object.values(await gateways[mode].channel.request<Record<string, number>>({ kind: "storeOps" })).reduce((sum, n) => sum + n, 0);
+      const starts = await Promise.all(
+        modes.map(async (mode) => {
+          await gateways[mode].keeper.clear();
+          gateways[mode].keeper.start();
+          // Reading the metrics also starts the event-loop lag's histogram afresh (prom-client resets it).
+          return { mode, storeCommands: await storeCommands(mode), runtime: await runtimeMetrics(gateways[mode].url) };
+        }),
+      );
       const machineBefore = readMachineCpu();
-      const before = { gateway: readProcStats(watched.gateway), store: readProcStats(watched.store), sink: readProcStats(watched.sink), at: performance.now() };
-      const run = await runClosedLoop(side, deviceIds, concurrency, durationMs);
-      const elapsedMs = performance.now() - before.at;
-      const cpuMsPerCommand = (who: "gateway" | "store" | "sink") =>
-        ((cpuPercent(before[who], readProcStats(watched[who]), elapsedMs, ticks) / 100) * elapsedMs) / Math.max(1, run.completed);
-      const measured = {
-        run,
-        gatewayCpuMs: cpuMsPerCommand("gateway"),
-        storeCpuMs: cpuMsPerCommand("store"),
-        sinkCpuMs: cpuMsPerCommand("sink"),
-        stealPercent: stealPercent(machineBefore, readMachineCpu()),
-        storeCommands: ((await storeCommands()) - storeCommandsBefore) / Math.max(1, run.completed),
-      };
-      await keeper.stop();
+      const before = starts.map((start) => {
+        const watched = watchedOf(start.mode);
+        return { ...start, gateway: readProcStats(watched.gateway), store: readProcStats(watched.store), sink: readProcStats(watched.sink), at: performance.now() };
+      });
+      const runs = await Promise.all(modes.map((mode) => runClosedLoop(gateways[mode].side, gateways[mode].deviceIds, concurrency, durationMs)));
+      const steal = stealPercent(machineBefore, readMachineCpu());
+      const measured: Partial<Record<Mode, Measured>> = {};
+      for (const [i, start] of before.entries()) {
+        const { mode } = start;
+        const run = runs[i]!;
+        const elapsedMs = performance.now() - start.at;
+        const watched = watchedOf(mode);
+        const cpuMsPerCommand = (who: "gateway" | "store" | "sink") =>
+          ((cpuPercent(start[who], readProcStats(watched[who]), elapsedMs, ticks) / 100) * elapsedMs) / Math.max(1, run.completed);
+        const runtime = await runtimeMetrics(gateways[mode].url);
+        measured[mode] = {
+          run,
+          gatewayCpuMs: cpuMsPerCommand("gateway"),
+          storeCpuMs: cpuMsPerCommand("store"),
+          sinkCpuMs: cpuMsPerCommand("sink"),
+          gcMs: (runtime.gcMs - start.runtime.gcMs) / Math.max(1, run.completed),
+          stealPercent: steal,
+          storeCommands: ((await storeCommands(mode)) - start.storeCommands) / Math.max(1, run.completed),
+          loopLagP99Ms: runtime.loopLagP99Ms,
+          loopLagMaxMs: runtime.loopLagMaxMs,
+        };
+        await gateways[mode].keeper.stop();
+      }
       return measured;
     };
     console.log("warming up");
-    for (const mode of MODES) await measure(mode, 4, plan.warmupMs);
+    await measure(MODES, 4, plan.warmupMs);
 
     const levels: TracingBenchResult["levels"] = [];
     for (const concurrency of plan.levels) {
       const runs: Record<Mode, Measured[]> = { off: [], on: [] };
       for (let repeat = 0; repeat < plan.repeats; repeat++) {
-        for (const mode of repeat % 2 === 0 ? MODES : [...MODES].reverse()) {
-          const measured = await measure(mode, concurrency, plan.levelMs);
-          runs[mode].push(measured);
-          console.log(
-            `${concurrency} in flight, tracing ${mode}, run ${repeat + 1}: ${perSecond(measured.run)} commands/s, gateway ${round(measured.gatewayCpuMs)} ms CPU and ${round(measured.storeCommands)} store commands a command, sink ${round(measured.sinkCpuMs)} ms CPU, steal ${round(measured.stealPercent, 1)} %`,
-          );
+        const turns = together ? [MODES] : (repeat % 2 === 0 ? MODES : [...MODES].reverse()).map((mode) => [mode]);
+        for (const modes of turns) {
+          const measured = await measure(modes, concurrency, plan.levelMs);
+          for (const mode of modes) {
+            const m = measured[mode]!;
+            runs[mode].push(m);
+            console.log(
+              `${concurrency} in flight, tracing ${mode}, run ${repeat + 1}: ${perSecond(m.run)} commands/s, gateway ${round(m.gatewayCpuMs)} ms CPU and ${round(m.storeCommands)} store commands a command, sink ${round(m.sinkCpuMs)} ms CPU, steal ${round(m.stealPercent, 1)} %`,
+            );
+          }
         }
       }
+      // The machine's speed drifts by more than tracing costs, within seconds: the runs are short and
+      // alternate, so over a level both modes sample the same machine, and each figure pools its runs.
       const off = modeLevel(runs.off);
       const on = modeLevel(runs.on);
-      // Costs are medians of each repeat's pair (its two runs are back to back): the machine's speed drifts
-      // by more than tracing costs over a level's minute, and a pair sees the same machine.
-      const pairedRatio = (value: (m: Measured) => number) => median(runs.on.map((m, i) => value(m) / value(runs.off[i]!)));
       levels.push({
         concurrency,
         off,
         on,
-        throughputCostPercent: round((1 - pairedRatio((m) => perSecond(m.run))) * 100, 1),
-        p99CostPercent: round((pairedRatio((m) => percentiles(m.run.latenciesMs).p99) - 1) * 100, 1),
-        gatewayCpuCostPercent: round((pairedRatio((m) => m.gatewayCpuMs) - 1) * 100, 1),
+        throughputCostPercent: round((1 - pooledRate(runs.on) / pooledRate(runs.off)) * 100, 1),
+        p99CostPercent: round((on.latencyMs.p99 / off.latencyMs.p99 - 1) * 100, 1),
+        gatewayCpuCostPercent: round((pooledPerCommand(runs.on, "gatewayCpuMs") / pooledPerCommand(runs.off, "gatewayCpuMs") - 1) * 100, 1),
       });
     }
 
@@ -196,17 +225,17 @@ async function main(): Promise<void> {
       targets: levels.flatMap((level) => [
         {
           name: `throughput cost at ${level.concurrency} in flight`,
-          detail: `${level.on.commandsPerSec} vs ${level.off.commandsPerSec} commands/s (medians): ${level.throughputCostPercent} %, median of the pairs (target ≤ ${TARGET_COST * 100} %)`,
+          detail: `${level.on.commandsPerSec} vs ${level.off.commandsPerSec} commands/s: ${level.throughputCostPercent} % (target ≤ ${TARGET_COST * 100} %)`,
           pass: level.throughputCostPercent <= TARGET_COST * 100,
         },
         {
           name: `gateway CPU per command at ${level.concurrency} in flight`,
-          detail: `${level.on.gatewayCpuMsPerCommand} vs ${level.off.gatewayCpuMsPerCommand} ms (medians): ${level.gatewayCpuCostPercent} %, median of the pairs (target ≤ ${TARGET_COST * 100} %)`,
+          detail: `${level.on.gatewayCpuMsPerCommand} vs ${level.off.gatewayCpuMsPerCommand} ms: ${level.gatewayCpuCostPercent} % (target ≤ ${TARGET_COST * 100} %)`,
           pass: level.gatewayCpuCostPercent <= TARGET_COST * 100,
         },
         {
           name: `p99 cost at ${level.concurrency} in flight`,
-          detail: `${level.on.latencyMs.p99} vs ${level.off.latencyMs.p99} ms (over every command of the runs): ${level.p99CostPercent} %, median of the pairs' (target ≤ ${TARGET_COST * 100} %)`,
+          detail: `${level.on.latencyMs.p99} vs ${level.off.latencyMs.p99} ms, over every command of the runs: ${level.p99CostPercent} % (target ≤ ${TARGET_COST * 100} %)`,
           pass: level.p99CostPercent <= TARGET_COST * 100,
         },
       ]),
@@ -226,6 +255,8 @@ async function main(): Promise<void> {
     for (const l of levels) {
       const steal = (m: ModeLevel) => `${m.stealPercent.median} % (${m.stealPercent.min}–${m.stealPercent.max})`;
       console.log(`steal at ${l.concurrency} in flight: ${steal(l.off)} off, ${steal(l.on)} on (the hypervisor's share of the machine's CPU)`);
+      const runtime = (m: ModeLevel) => `GC ${m.gcMsPerCommand} ms a command, event-loop lag p99 ${m.loopLagP99Ms.median} ms (${m.loopLagP99Ms.min}–${m.loopLagP99Ms.max}), max ${m.loopLagMaxMs} ms`;
+      console.log(`gateway at ${l.concurrency} in flight: off ${runtime(l.off)}; on ${runtime(l.on)}`);
     }
     for (const t of result.targets) console.log(`${t.pass ? "PASS" : "MISS"} ${t.name}: ${t.detail}`);
     console.log(`spans exported: ${result.spansExported} in ${result.exportRequests} requests`);
@@ -236,20 +267,48 @@ async function main(): Promise<void> {
   }
 }
 
+/** The gateway's garbage-collection time so far and its event-loop lag since the last read, from its /metrics. */
+async function runtimeMetrics(baseUrl: string): Promise<{ gcMs: number; loopLagP99Ms: number; loopLagMaxMs: number }> {
+  const [gcSeconds, lagP99, lagMax] = await readMetrics(baseUrl, ["gateway_nodejs_gc_duration_seconds_sum", "gateway_nodejs_eventloop_lag_p99_seconds", "gateway_nodejs_eventloop_lag_max_seconds"]);
+  return { gcMs: gcSeconds! * 1000, loopLagP99Ms: lagP99! * 1000, loopLagMaxMs: lagMax! * 1000 };
+}
+
 const perSecond = (run: RunResult) => round(run.completed / (run.elapsedMs / 1000), 1);
 
-type Measured = { run: RunResult; gatewayCpuMs: number; storeCpuMs: number; sinkCpuMs: number; storeCommands: number; stealPercent: number };
+/** One run; CPU, garbage collection and store commands per completed command; the event loop's lag during it. */
+type Measured = {
+  run: RunResult;
+  gatewayCpuMs: number;
+  storeCpuMs: number;
+  sinkCpuMs: number;
+  gcMs: number;
+  storeCommands: number;
+  stealPercent: number;
+  loopLagP99Ms: number;
+  loopLagMaxMs: number;
+};
+
+/** Completed commands a second over the runs together. */
+const pooledRate = (measured: Measured[]) =>
+  measured.reduce((sum, m) => sum + m.run.completed, 0) / (measured.reduce((sum, m) => sum + m.run.elapsedMs, 0) / 1000);
+
+/** A per-command figure over the runs together: each run weighed by its completed commands. */
+const pooledPerCommand = (measured: Measured[], key: "gatewayCpuMs" | "storeCpuMs" | "sinkCpuMs" | "gcMs" | "storeCommands") =>
+  measured.reduce((sum, m) => sum + m[key] * m.run.completed, 0) / Math.max(1, measured.reduce((sum, m) => sum + m.run.completed, 0));
 
 function modeLevel(measured: Measured[]): ModeLevel {
   const runs = measured.map((m) => m.run);
   const throughputs = runs.map(perSecond);
   return {
-    gatewayCpuMsPerCommand: round(median(measured.map((m) => m.gatewayCpuMs))),
-    storeCpuMsPerCommand: round(median(measured.map((m) => m.storeCpuMs))),
-    sinkCpuMsPerCommand: round(median(measured.map((m) => m.sinkCpuMs))),
+    gatewayCpuMsPerCommand: round(pooledPerCommand(measured, "gatewayCpuMs")),
+    storeCpuMsPerCommand: round(pooledPerCommand(measured, "storeCpuMs")),
+    sinkCpuMsPerCommand: round(pooledPerCommand(measured, "sinkCpuMs")),
+    gcMsPerCommand: round(pooledPerCommand(measured, "gcMs"), 3),
+    loopLagP99Ms: spread(measured.map((m) => round(m.loopLagP99Ms, 1))),
+    loopLagMaxMs: round(Math.max(...measured.map((m) => m.loopLagMaxMs)), 1),
     stealPercent: spread(measured.map((m) => round(m.stealPercent, 1))),
-    storeCommandsPerCommand: round(median(measured.map((m) => m.storeCommands))),
-    commandsPerSec: median(throughputs),
+    storeCommandsPerCommand: round(pooledPerCommand(measured, "storeCommands")),
+    commandsPerSec: round(pooledRate(measured), 1),
     spread: spread(throughputs),
     completed: runs.reduce((sum, run) => sum + run.completed, 0),
     failed: runs.reduce((sum, run) => sum + run.failed, 0),

@@ -1,6 +1,15 @@
 /** Sum of a metric's samples on the gateway's /metrics whose labels include `labels` (0 when absent). */
 export async function readMetric(baseUrl: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return sampleSum(await (await fetch(`${baseUrl}/metrics`)).text(), name, labels);
+}
+
+/** The sums of several metrics' samples from one read of /metrics (a read resets the event-loop lag's figures). */
+export async function readMetrics(baseUrl: string, names: string[]): Promise<number[]> {
   const text = await (await fetch(`${baseUrl}/metrics`)).text();
+  return names.map((name) => sampleSum(text, name, {}));
+}
+
+function sampleSum(text: string, name: string, labels: Record<string, string>): number {
   let sum = 0;
   for (const line of text.split("\n")) {
     const match = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
