@@ -11,7 +11,7 @@ import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readMac
 import { readMetrics } from "../test/kit/metrics";
 import { percentiles, round, spread, type Percentiles, type Spread } from "./stats";
 
-const USAGE = "usage: npm run bench:tracing [-- --quick] [--sampler-ratio R] [--out FILE] [--profile DIR]";
+const USAGE = "usage: npm run bench:tracing [-- --quick] [--together] [--sampler-ratio R] [--out FILE] [--profile DIR]";
 /** The target: tracing on costs at most this share of throughput and of p99. */
 const TARGET_COST = 0.1;
 
@@ -44,7 +44,7 @@ interface ModeLevel {
   loopLagMaxMs: number;
   /** The machine's CPU time the hypervisor took during the runs, percent (min, median, max): a loaded host makes every figure move. */
   stealPercent: Spread;
-  /** Store commands the gateway sent per completed command, median of the runs: tracing must not change the store path. */
+  /** Store commands the gateway sent per completed command, over the runs together: tracing must not change the store path. */
   storeCommandsPerCommand: number;
 }
 
@@ -149,15 +149,20 @@ async function main(): Promise<void> {
         return { ...start, gateway: readProcStats(watched.gateway), store: readProcStats(watched.store), sink: readProcStats(watched.sink), at: performance.now() };
       });
       const runs = await Promise.all(modes.map((mode) => runClosedLoop(gateways[mode].side, gateways[mode].deviceIds, concurrency, durationMs)));
+      // Every process's CPU is read as the runs end, before the requests below.
       const steal = stealPercent(machineBefore, readMachineCpu());
+      const after = before.map(({ mode }) => {
+        const watched = watchedOf(mode);
+        return { gateway: readProcStats(watched.gateway), store: readProcStats(watched.store), sink: readProcStats(watched.sink), at: performance.now() };
+      });
       const measured: Partial<Record<Mode, Measured>> = {};
       for (const [i, start] of before.entries()) {
         const { mode } = start;
         const run = runs[i]!;
-        const elapsedMs = performance.now() - start.at;
-        const watched = watchedOf(mode);
+        const end = after[i]!;
+        const elapsedMs = end.at - start.at;
         const cpuMsPerCommand = (who: "gateway" | "store" | "sink") =>
-          ((cpuPercent(start[who], readProcStats(watched[who]), elapsedMs, ticks) / 100) * elapsedMs) / Math.max(1, run.completed);
+          ((cpuPercent(start[who], end[who], elapsedMs, ticks) / 100) * elapsedMs) / Math.max(1, run.completed);
         const runtime = await runtimeMetrics(gateways[mode].url);
         measured[mode] = {
           run,
