@@ -50,6 +50,12 @@ export class FleetCommandType {
   @Field(() => FleetCommandStatusEnum)
   status!: FleetCommandStatus;
 
+  @Field(() => Int, {
+    name: "version",
+    description: "Grows with every stored change (a status change always stores one); progress between stores keeps it (beyond the contract: orders updates that arrive out of order)",
+  })
+  v!: number;
+
   @Field()
   createdBy!: string;
 

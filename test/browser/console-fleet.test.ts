@@ -16,6 +16,35 @@ describe("operator console in a browser: live devices and fleet commands", () =>
     return suite.newPage(t);
   };
   const fleetItem = (page: Page, name: string) => page.locator("li.fleet", { has: page.getByRole("heading", { name }) });
+  /**
+   * The page's GraphQL WebSocket through a proxy that remembers what the gateway sent; `deliver` sends the page a
+   * message again and returns once the page has handled it (it answers a ping sent after it) and rendered.
+   */
+  const interceptSubscriptions = async (page: Page) => {
+    const BARRIER = uniqueName("barrier-");
+    const received: string[] = [];
+    let toPage: ((message: string) => void) | undefined;
+    let pong: (() => void) | undefined;
+    await page.routeWebSocket(/\/graphql$/, (ws) => {
+      const server = ws.connectToServer();
+      toPage = (message) => ws.send(message);
+      ws.onMessage((message) => (String(message).includes(BARRIER) ? pong?.() : server.send(message)));
+      server.onMessage((message) => {
+        received.push(String(message));
+        ws.send(message);
+      });
+    });
+    return {
+      received,
+      async deliver(message: string) {
+        const answered = new Promise<void>((resolve) => (pong = resolve));
+        toPage!(message);
+        toPage!(JSON.stringify({ type: "ping", payload: { barrier: BARRIER } }));
+        await answered;
+        await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+      },
+    };
+  };
   const buttonsOf = async (page: Page, name: string) => (await fleetItem(page, name).locator(".actions button").allInnerTexts()).map((t) => t.split(/\s/)[0]).sort();
 
   it("the device list shows a device going offline and online again without a reload", async (t) => {
@@ -78,6 +107,7 @@ describe("operator console in a browser: live devices and fleet commands", () =>
     const opened = await newPage(t);
     if (!opened) return;
     const { page } = opened;
+    const socket = await interceptSubscriptions(page);
     const ids = [uniqueName("slow-"), uniqueName("slow-"), uniqueName("slow-")];
     for (const id of ids) await gw.device(id, "thermostat", { site: "site-a" });
     await signInByLink(page, gw.url, await gw.token("operator"));
@@ -111,6 +141,12 @@ describe("operator console in a browser: live devices and fleet commands", () =>
     assert.deepEqual(await buttonsOf(page, name), ["Cancel", "Resume"]);
     await item.getByRole("button", { name: /^Resume/ }).click();
     await item.and(page.locator('[data-status="RUNNING"]')).waitFor();
+    assert.deepEqual(await buttonsOf(page, name), ["Cancel", "Pause"]);
+    // An event of the PAUSED version arriving after the answer to Resume (they travel apart) changes nothing.
+    const paused = socket.received.find((m) => m.includes('"fleetCommandUpdated"') && m.includes(name) && m.includes('"PAUSED"'));
+    assert.ok(paused, "the PAUSED event came over the subscription");
+    await socket.deliver(paused);
+    assert.equal(await item.getAttribute("data-status"), "RUNNING", "a stale event replaced a newer state");
     assert.deepEqual(await buttonsOf(page, name), ["Cancel", "Pause"]);
     await item.getByRole("button", { name: /^Cancel/ }).click();
     await item.and(page.locator('[data-status="CANCELED"]')).waitFor();

@@ -30,9 +30,11 @@ const ACTIONS: Record<FleetCommandAction, (client: GatewayClient, id: string) =>
 export function FleetView() {
   const { session } = useConsole();
   const query = useQuery(ConsoleFleetCommandsDocument, { first: PAGE_SIZE }, "fleet");
-  // The newest state of each fleet command heard of (created here, or fleetCommandUpdated): it replaces the listed one.
+  // The newest state of each fleet command heard of (created here, an action's answer, or fleetCommandUpdated): it
+  // replaces the listed one. An action's answer and the events race, so an older version never replaces a newer one.
   const [updates, setUpdates] = useState<ReadonlyMap<string, FleetRowFragment>>(new Map());
-  const apply = (fleet: FleetRowFragment) => setUpdates((previous) => new Map(previous).set(fleet.id, fleet));
+  const apply = (fleet: FleetRowFragment) =>
+    setUpdates((previous) => (newer(previous.get(fleet.id), fleet) === fleet ? new Map(previous).set(fleet.id, fleet) : previous));
   const liveError = useSubscription(ConsoleFleetCommandUpdatedDocument, {}, "fleet", ({ fleetCommandUpdated }) => apply(fleetCommandUpdated));
   const listed = query.data?.fleetCommands.edges.map((e) => e.node) ?? [];
   // New ones go on top; an update of one beyond this page is not shown here.
@@ -40,7 +42,7 @@ export function FleetView() {
   const created = [...updates.values()]
     .filter((f) => !listed.some((l) => l.id === f.id) && f.createdAt >= newestListed)
     .sort((a, b) => b.createdAt.localeCompare(a.createdAt));
-  const fleets = [...created, ...listed.map((f) => updates.get(f.id) ?? f)];
+  const fleets = [...created, ...listed.map((f) => newer(f, updates.get(f.id) ?? f))];
 
   return (
     <section aria-labelledby="fleet-title">
@@ -210,6 +212,11 @@ function Preview({ preview }: { preview: ConsolePreviewFleetTargetsQuery["previe
       </table>
     </section>
   );
+}
+
+/** `b` unless `a` is of a later version (the same version: `b`, the later heard, with newer progress). */
+function newer(a: FleetRowFragment | undefined, b: FleetRowFragment): FleetRowFragment {
+  return a && a.version > b.version ? a : b;
 }
 
 function FleetItem({ fleet, onChanged }: { fleet: FleetRowFragment; onChanged: (fleet: FleetRowFragment) => void }) {
