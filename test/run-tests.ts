@@ -36,6 +36,16 @@ interface FileResult {
   ms: number;
   /** Why it failed beyond its own output: a timeout, processes left running. */
   problems: string[];
+  /** What a failed file's report says of its failures, repeated at the end of the run. */
+  failures: string;
+}
+
+/** A failed file's report from the spec reporter's closing list of failures on, or else its last lines. */
+const FAILURE_EXCERPT_CHARS = 4000;
+function failureExcerpt(output: string): string {
+  const listed = output.lastIndexOf("\u2716 failing tests:");
+  const excerpt = listed >= 0 ? output.slice(listed) : output.split("\n").slice(-40).join("\n");
+  return excerpt.length > FAILURE_EXCERPT_CHARS ? `${excerpt.slice(0, FAILURE_EXCERPT_CHARS)}\n[… cut; the whole report is above]` : excerpt;
 }
 
 async function main(): Promise<number> {
@@ -73,7 +83,8 @@ async function main(): Promise<number> {
     const results = await runAll(files, Number(values.concurrency), (file) => runFile(file, env, budgetMs, dataDir));
     const failed = results.filter((r) => !r.ok);
     console.log(`\n# ${results.length - failed.length}/${results.length} test files passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    for (const result of failed) console.log(`# FAILED ${relative(root, result.file)}${result.problems.map((p) => `\n#   ${p}`).join("")}`);
+    // Again at the end, where a reader of only the run's tail (a CI summary) finds them.
+    for (const result of failed) console.log(`\n# FAILED ${relative(root, result.file)}${result.problems.map((p) => `\n#   ${p}`).join("")}\n${result.failures}`);
     return failed.length === 0 ? 0 : 1;
   } finally {
     await store.stop();
@@ -150,7 +161,8 @@ function runFile(file: string, env: NodeJS.ProcessEnv, budgetMs: number, scratch
       const ms = Date.now() - started;
       process.stdout.write(`\n# ${relative(resolve(__dirname), file)} (${(ms / 1000).toFixed(1)} s)\n${output}`);
       for (const problem of problems) process.stdout.write(`# ${problem}\n`);
-      resolveResult({ file, ok: code === 0 && problems.length === 0, ms, problems });
+      const ok = code === 0 && problems.length === 0;
+      resolveResult({ file, ok, ms, problems, failures: ok ? "" : failureExcerpt(output) });
     });
   });
 }

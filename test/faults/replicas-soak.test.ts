@@ -21,6 +21,7 @@ import { GraphQLTestClient, type Subscription } from "../kit/graphql-client";
 import { readMetric } from "../kit/metrics";
 import { dropBrokerSession, startGatewayProcess, type GatewayProcess } from "../kit/process";
 import { MOSQUITTO_URL, startGuardedTestStore, uniqueName, type GuardedTestStore } from "../kit/store";
+import { teardown } from "../kit/teardown";
 import { waitUntil } from "../kit/wait";
 
 // Scaled by environment: the CI default is small but not trivial; the full run is
@@ -122,13 +123,15 @@ describe(`${REPLICAS} replicas, ${DEVICES} devices, ${COMMANDS} commands, lossy 
     }
   });
 
-  after(async () => {
-    await Promise.all(subscriptions.map((s) => s.close()));
-    await Promise.all([...lossy, failing, silent].map((d) => d?.stop({ graceful: false })));
-    await Promise.all(gateways.map((g) => g.stop()));
-    await Promise.all(replicaIds.map((id) => dropBrokerSession(MOSQUITTO_URL, `gateway-${id}`)));
-    await store?.stop();
-  });
+  after(() =>
+    teardown([
+      ["closing the subscriptions", () => Promise.all(subscriptions.map((s) => s.close()))],
+      ["stopping the devices", () => Promise.all([...lossy, failing, silent].map((d) => d?.stop({ graceful: false })))],
+      ["stopping the gateways", () => Promise.all(gateways.map((g) => g.stop()))],
+      ["dropping the gateways' broker sessions", () => Promise.all(replicaIds.map((id) => dropBrokerSession(MOSQUITTO_URL, `gateway-${id}`)))],
+      ["stopping the store", async () => store?.stop()],
+    ]),
+  );
 
   it("ends every command truthfully, alerts once per timeout, retries a failure, shows every transition on every replica, runs nothing twice", { timeout: TEST_BUDGET_MS }, async () => {
     const deadline = Date.now() + TEST_BUDGET_MS - 20_000;

@@ -81,6 +81,7 @@ function readyLine(output: string): number | undefined {
 
 /** Ends a persistent broker session left by a gateway started with a stable REPLICA_ID. */
 export async function dropBrokerSession(brokerUrl: string, clientId: string): Promise<void> {
-  const client = await mqtt.connectAsync(brokerUrl, { clientId, clean: true, reconnectPeriod: 0, connectTimeout: 5_000 });
+  // allowRetries false: a connection closed before CONNACK is an error, not a wait for ever.
+  const client = await mqtt.connectAsync(brokerUrl, { clientId, clean: true, reconnectPeriod: 0, connectTimeout: 5_000 }, false);
   await client.endAsync();
 }
