@@ -11,14 +11,15 @@ import { clockTicksPerSecond, cpuPercent, descendants, readAllProcStats, readMac
 import { readMetrics } from "../test/kit/metrics";
 import { percentiles, round, spread, type Percentiles, type Spread } from "./stats";
 
-const USAGE = "usage: npm run bench:tracing [-- --quick] [--together] [--aa] [--sampler-ratio R] [--out FILE] [--profile DIR]";
+const USAGE = "usage: npm run bench:tracing [-- --quick] [--together] [--aa] [--repeats N] [--sampler-ratio R] [--out FILE] [--profile DIR]";
 /** The issue's target: tracing on costs at most this share of throughput and of p99. */
 const TARGET_COST = 0.1;
 
 const PLANS = {
   quick: { levels: [4], levelMs: 3_000, repeats: 3, warmupMs: 2_000, devices: 20 },
   // Short runs, many of them, alternating: the host's speed moves within seconds (steal from 1 to 35 %).
-  full: { levels: [1, 4, 16], levelMs: 2_000, repeats: 21, warmupMs: 4_000, devices: 50 },
+  // 42 a level: with 21, two untraced gateways (--aa) differed by up to 9 %, as much as the target.
+  full: { levels: [1, 4, 16], levelMs: 2_000, repeats: 42, warmupMs: 4_000, devices: 50 },
 };
 type Mode = "off" | "on";
 const MODES: Mode[] = ["off", "on"];
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
       quick: { type: "boolean", default: false },
       together: { type: "boolean", default: false },
       aa: { type: "boolean", default: false },
+      repeats: { type: "string" },
       "sampler-ratio": { type: "string" },
       out: { type: "string" },
       profile: { type: "string" },
@@ -92,7 +94,10 @@ async function main(): Promise<void> {
   // The traced gateway samples this share of new traces (the SDK's parentbased_traceidratio); absent: every trace.
   const samplerRatio = values["sampler-ratio"] === undefined ? undefined : Number(values["sampler-ratio"]);
   if (samplerRatio !== undefined && !(samplerRatio > 0 && samplerRatio <= 1)) throw new Error(`--sampler-ratio must be in (0, 1]\n${USAGE}`);
-  const plan = values.quick ? PLANS.quick : PLANS.full;
+  // --repeats: runs a level, each gateway 2 s a run (full plan): more of them narrow the pooled figures' noise.
+  const repeats = values.repeats === undefined ? undefined : Number(values.repeats);
+  if (repeats !== undefined && !(Number.isInteger(repeats) && repeats >= 1)) throw new Error(`--repeats must be a whole number of at least 1\n${USAGE}`);
+  const plan = { ...(values.quick ? PLANS.quick : PLANS.full), ...(repeats !== undefined && { repeats }) };
   const together = values.together!;
   const aa = values.aa!;
   const at = new Date();
@@ -197,7 +202,7 @@ async function main(): Promise<void> {
             const m = measured[mode]!;
             runs[mode].push(m);
             console.log(
-              `${concurrency} in flight, tracing ${mode}, run ${repeat + 1}: ${perSecond(m.run)} commands/s, gateway ${round(m.gatewayCpuMs)} ms CPU and ${round(m.storeCommands)} store commands a command, sink ${round(m.sinkCpuMs)} ms CPU, steal ${round(m.stealPercent, 1)} %`,
+              `${concurrency} in flight, tracing ${aa ? `off ("${mode}")` : mode}, run ${repeat + 1}: ${perSecond(m.run)} commands/s, gateway ${round(m.gatewayCpuMs)} ms CPU and ${round(m.storeCommands)} store commands a command, sink ${round(m.sinkCpuMs)} ms CPU, steal ${round(m.stealPercent, 1)} %`,
             );
           }
         }
