@@ -100,6 +100,8 @@ async function main(): Promise<void> {
   const plan = { ...(values.quick ? PLANS.quick : PLANS.full), ...(repeats !== undefined && { repeats }) };
   const together = values.together!;
   const aa = values.aa!;
+  /** Whether `mode`'s gateway traces: the "on" one, unless --aa. */
+  const traced = (mode: Mode) => mode === "on" && !aa;
   const at = new Date();
   const loadAtStart = loadavg().map((x) => round(x));
   const out = resolve(values.out ?? join("bench", "results", `tracing-${at.toISOString().replace(/[:.]/g, "-")}.json`));
@@ -115,14 +117,14 @@ async function main(): Promise<void> {
     const otlpEndpoint = (await ChildChannel.ready(sinkChannel.child)).otlpEndpoint!;
     const gateways = {} as Record<Mode, { side: Side; deviceIds: string[]; keeper: CollectionKeeper; pids: { gateway: number[]; store: number[] }; channel: ChildChannel; url: string }>;
     for (const mode of MODES) {
-      console.log(`starting the gateway with tracing ${mode === "on" && !aa ? "on" : "off"} (the "${mode}" one)`);
+      console.log(`starting the gateway with tracing ${traced(mode) ? "on" : "off"} (the "${mode}" one)`);
       // --profile: each gateway writes a CPU profile into DIR/<mode> when it stops.
       const profile = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${resolve(values.profile, mode)}`] : [];
       const { channel, ready, api, topicPrefix: prefix, database } = await startBenchGateway(`tracing-${mode}`, profile, cleanup, {
         // Off: the variable is absent, as in a deployment without a collector.
-        OTEL_EXPORTER_OTLP_ENDPOINT: mode === "on" && !aa ? otlpEndpoint : "",
+        OTEL_EXPORTER_OTLP_ENDPOINT: traced(mode) ? otlpEndpoint : "",
         OTEL_SERVICE_NAME: "iot-gateway-bench",
-        ...(mode === "on" && samplerRatio !== undefined ? { OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: String(samplerRatio) } : {}),
+        ...(traced(mode) && samplerRatio !== undefined ? { OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: String(samplerRatio) } : {}),
       });
       const child = channel.child;
       const storeClient = await MongoClient.connect(ready.mongodbUri!);

@@ -40,8 +40,9 @@ interface FileResult {
   failures: string;
 }
 
-/** A failed file's report from the spec reporter's closing list of failures on, or else its last lines. */
 const FAILURE_EXCERPT_CHARS = 4000;
+
+/** A failed file's report from the spec reporter's closing list of failures on, or else its last lines. */
 function failureExcerpt(output: string): string {
   const listed = output.lastIndexOf("\u2716 failing tests:");
   const excerpt = listed >= 0 ? output.slice(listed) : output.split("\n").slice(-40).join("\n");
